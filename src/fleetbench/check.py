@@ -1,0 +1,109 @@
+"""``fleetbench check``: read-only probes of a fleet, one remote call per host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetbench.inventory import load_fleet
+from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
+
+PROBE_ACTION = "fleetbench_probe"
+DEFAULT_MAX_FORKS = 100
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """The outcome of checking one host."""
+
+    name: str
+    status: str  # ok | failed | unreachable
+    compute_partition: str | None = None
+    memory_partition: str | None = None
+    logical_gpus: int | None = None
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    docker_version: str | None = None
+    rocm_version: str | None = None
+    free_disk_gb: float | None = None
+
+    def contract(self) -> dict[str, Any]:
+        """The per-host object of ``fleetbench check --json`` (DESIGN.md §6), exactly."""
+        return {
+            "status": self.status,
+            "compute_partition": self.compute_partition,
+            "memory_partition": self.memory_partition,
+            "logical_gpus": self.logical_gpus,
+            "problems": list(self.problems),
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Every checked host, in inventory order."""
+
+    hosts: tuple[HostCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every host is ok."""
+        return all(h.status == "ok" for h in self.hosts)
+
+    def contract(self) -> dict[str, Any]:
+        """``{"hosts": {NAME: {...}}}`` as ``fleetbench check --json`` prints it."""
+        return {"hosts": {h.name: h.contract() for h in self.hosts}}
+
+
+def host_check(name: str, result: TaskResult | None) -> HostCheck:
+    """Turn the probe task's result on one host into a HostCheck."""
+    if result is None:
+        return HostCheck(name, "failed", problems=("the probe never ran on this host",))
+    if result.outcome == "unreachable":
+        return HostCheck(name, "unreachable", problems=(result.message or "unreachable",))
+    verdict: Mapping[str, Any] | None = result.result.get("verdict")
+    if verdict is None:  # the module itself failed (Python missing, permission, crash…)
+        return HostCheck(name, "failed", problems=(result.message or "the probe failed",))
+    return HostCheck(
+        name=name,
+        status="ok" if verdict["ok"] and result.outcome == "ok" else "failed",
+        compute_partition=verdict.get("compute_partition"),
+        memory_partition=verdict.get("memory_partition"),
+        logical_gpus=verdict.get("logical_gpus"),
+        problems=tuple(verdict.get("problems", ())),
+        warnings=tuple(verdict.get("warnings", ())),
+        docker_version=verdict.get("docker_version"),
+        rocm_version=verdict.get("rocm_version"),
+        free_disk_gb=verdict.get("free_disk_gb"),
+    )
+
+
+def report_from_run(hosts: tuple[str, ...], run: PlaybookRun) -> CheckReport:
+    """A CheckReport for ``hosts`` from the results of ``check.yml``."""
+    checks = []
+    for name in hosts:
+        probe = [r for r in run.for_host(name)
+                 if r.action == PROBE_ACTION or r.outcome == "unreachable"]
+        checks.append(host_check(name, probe[-1] if probe else None))
+    return CheckReport(hosts=tuple(checks))
+
+
+def check_fleet(
+    inventory: Path,
+    limit: str | None = None,
+    *,
+    forks: int | None = None,
+    on_host: Callable[[HostCheck], None] | None = None,
+) -> CheckReport:
+    """Check every host of ``inventory`` (narrowed by ``limit``); never raises for a host."""
+    fleet = load_fleet(inventory, limit)
+
+    def on_result(result: TaskResult) -> None:
+        if on_host is not None and (result.action == PROBE_ACTION or result.outcome == "unreachable"):
+            on_host(host_check(result.host, result))
+
+    # Probes are independent and light: one fork per host, up to a bound for the controller.
+    forks = forks or min(len(fleet.hosts), DEFAULT_MAX_FORKS)
+    run = run_playbook("check", fleet.inventory, limit=limit, forks=forks, on_result=on_result)
+    return report_from_run(fleet.hosts, run)

@@ -1,0 +1,94 @@
+"""Judge one host from what the ``fleetbench_probe`` module gathered on it.
+
+Runs on the controller (inside the role's action plugin, and in tests): the partition
+verdict of :mod:`fleetbench.partition` plus the Docker engine, ROCm and free-disk checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fleetbench.errors import BadInput
+from fleetbench.partition import ExpectedPartition, evaluate_host
+
+GB = 10**9
+
+
+@dataclass(frozen=True)
+class PreflightOptions:
+    """What a host is judged against (inventory group vars, via the role)."""
+
+    expected: ExpectedPartition
+    min_free_disk_gb: float = 60.0
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> PreflightOptions:
+        """Build from the role's (already templated, string-ish) arguments."""
+        per_physical = int(args.get("logical_per_physical") or 0)
+        expected = ExpectedPartition(
+            compute=str(args.get("expected_compute", "CPX")).upper(),
+            memory=str(args.get("expected_memory", "NPS4")).upper(),
+            logical_per_physical=per_physical or None,
+            missing_partition_is_error=_as_bool(args.get("missing_partition_is_error", False)),
+        )
+        return cls(expected=expected, min_free_disk_gb=float(args.get("min_free_disk_gb", 60)))
+
+
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "on", "1"}:
+        return True
+    if text in {"false", "no", "off", "0", ""}:
+        return False
+    raise BadInput(f"{value!r} is not a boolean — use true or false")
+
+
+def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict on one host as JSON-able data: ``ok``, ``problems``, ``warnings`` and facts."""
+    options = PreflightOptions.from_args(args)
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    docker = probe.get("docker") or {}
+    docker_version = docker.get("server_version")
+    if not docker_version:
+        detail = docker.get("error") or f"docker exited with {docker.get('rc')}"
+        problems.append(f"the Docker engine does not answer ({detail}); start it (systemctl "
+                        "start docker) and make sure the SSH user may use it")
+
+    rocm_version = probe.get("rocm_version")
+    if not rocm_version:
+        warnings.append("ROCm version unknown: no .info/version under the ROCm path")
+
+    disk = probe.get("disk") or {}
+    free_bytes = disk.get("free_bytes")
+    free_gb = round(free_bytes / GB, 1) if isinstance(free_bytes, int) else None
+    if free_gb is not None and free_gb < options.min_free_disk_gb:
+        problems.append(
+            f"only {free_gb} GB free at {disk.get('measured_at')} (need "
+            f"{options.min_free_disk_gb:g} GB for the image); free space or point "
+            "fleetbench_disk_path at Docker's data root"
+        )
+
+    partition = evaluate_host(probe.get("raw") or {}, options.expected)
+    problems.extend(partition.problems)
+    warnings.extend(partition.warnings)
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "warnings": warnings,
+        "compute_partition": partition.compute_partition,
+        "memory_partition": partition.memory_partition,
+        "logical_gpus": partition.logical_gpus,
+        "physical_gpus": partition.physical_gpus,
+        "partition_memory_bytes": partition.partition_memory_bytes,
+        "docker_version": docker_version,
+        "rocm_version": rocm_version,
+        "driver_version": probe.get("driver_version"),
+        "free_disk_gb": free_gb,
+        "partition": partition.to_dict(),
+    }

@@ -1,0 +1,156 @@
+"""The one module that imports ansible_runner.
+
+It runs a playbook of ours in a private data directory (0700, removed afterwards unless
+asked to keep it), streams per-host task results to a callback, and returns small frozen
+result objects; nothing of ansible-runner leaks to callers.
+
+Secrets never go through here as extravars or envvars: ansible-runner writes both to disk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from fleetbench.errors import RunnerError
+from fleetbench.resources import ansible_config, playbook_path, roles_path
+
+# Runner event names → the host outcome they report.
+_OUTCOMES = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+    "runner_item_on_failed": None,  # per-item noise; the task result follows
+}
+
+
+# ansible-playbook's exit code is a bit set; these bits mean "some hosts failed or were
+# unreachable", which are results. Any other bit means Ansible itself failed.
+_HOST_FAILURE_BITS = 2 | 4 | 8
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task's result on one host."""
+
+    host: str
+    task: str
+    role: str
+    action: str
+    outcome: str  # ok | failed | unreachable | skipped
+    ignored: bool
+    result: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def message(self) -> str:
+        """The task's message, the way Ansible would show it."""
+        msg = self.result.get("msg") or self.result.get("stderr") or ""
+        return str(msg).strip()
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    """What one playbook run did: its status and every task result per host."""
+
+    playbook: str
+    status: str
+    rc: int
+    results: tuple[TaskResult, ...]
+
+    def for_host(self, host: str) -> tuple[TaskResult, ...]:
+        """Every task result of ``host`` in order."""
+        return tuple(r for r in self.results if r.host == host)
+
+
+def _task_result(event: Mapping[str, Any]) -> TaskResult | None:
+    name = str(event.get("event", ""))
+    outcome = _OUTCOMES.get(name)
+    if outcome is None:
+        return None
+    data = event.get("event_data") or {}
+    return TaskResult(
+        host=str(data.get("host", "")),
+        task=str(data.get("task", "")),
+        role=str(data.get("role", "")),
+        action=str(data.get("task_action", "")),
+        outcome=outcome,
+        ignored=bool(data.get("ignore_errors")),
+        result=dict(data.get("res") or {}),
+    )
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path,
+    *,
+    limit: str | None = None,
+    extravars: Mapping[str, Any] | None = None,
+    forks: int | None = None,
+    on_result: Callable[[TaskResult], None] | None = None,
+    on_task_start: Callable[[str, str], None] | None = None,
+    keep_private_dir: bool = False,
+    timeout: int | None = None,
+) -> PlaybookRun:
+    """Run ``playbooks/<playbook>.yml`` against ``inventory``.
+
+    ``on_result`` is called for every per-host task result as it happens (for progress);
+    ``on_task_start(host, task)`` when a host starts a task. Host failures are results,
+    not exceptions; RunnerError means Ansible itself could not run.
+    """
+    private_dir = Path(tempfile.mkdtemp(prefix="fleetbench-runner-"))
+    private_dir.chmod(0o700)
+    results: list[TaskResult] = []
+
+    def handle(event: Mapping[str, Any]) -> bool:
+        if event.get("event") == "runner_on_start" and on_task_start is not None:
+            data = event.get("event_data") or {}
+            on_task_start(str(data.get("host", "")), str(data.get("task", "")))
+        result = _task_result(event)
+        if result is not None:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return True  # keep ansible-runner's own artifact for --keep debugging
+
+    binary = Path(sys.executable).with_name("ansible-playbook")
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private_dir),
+            playbook=str(playbook_path(playbook)),
+            inventory=str(inventory.resolve()),
+            limit=limit,
+            extravars=dict(extravars or {}),
+            forks=forks,
+            envvars={
+                "ANSIBLE_CONFIG": str(ansible_config()),
+                "ANSIBLE_ROLES_PATH": str(roles_path()),
+                "ANSIBLE_NOCOLOR": "1",
+            },
+            binary=str(binary) if binary.exists() else None,
+            event_handler=handle,
+            quiet=True,
+            timeout=timeout,
+            settings={"suppress_ansible_output": True},
+        )
+        status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
+        if rc & ~_HOST_FAILURE_BITS:
+            tail = "\n".join(runner.stdout.read().strip().splitlines()[-15:])
+            raise RunnerError(f"ansible-playbook {playbook}.yml failed (rc {rc}):\n{tail}")
+    except RunnerError:
+        raise
+    except Exception as exc:  # ansible-runner raises bare exceptions on setup problems
+        raise RunnerError(f"could not run {playbook}.yml through ansible-runner: {exc}") from exc
+    finally:
+        if not keep_private_dir:
+            shutil.rmtree(private_dir, ignore_errors=True)
+    if status not in {"successful", "failed"}:
+        raise RunnerError(f"{playbook}.yml ended with runner status {status!r} (rc {rc})")
+    return PlaybookRun(playbook=playbook, status=status, rc=rc, results=tuple(results))

@@ -1,0 +1,34 @@
+"""Shared test helpers: where the shared fixtures are, how to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+FLEETBENCH = Path(sys.executable).with_name("fleetbench")
+
+
+def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``fleetbench`` command as an admin would."""
+    return subprocess.run(
+        [str(FLEETBENCH), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """The read-only shared fixture folder (../shared/fixtures)."""
+    assert SHARED_FIXTURES.is_dir(), f"missing {SHARED_FIXTURES}"
+    return SHARED_FIXTURES
