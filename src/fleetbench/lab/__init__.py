@@ -1,0 +1,1 @@
+"""The lab: a simulated MI300X fleet on one machine (sshd hosts, Docker, registry, MAD)."""
