@@ -1,0 +1,112 @@
+"""The canonical benchmark record (``fixtures/mad/FORMATS.md`` §4) every MAD era is turned into.
+
+One :class:`Record` is one measured metric of one benchmark configuration. Records carry
+no host, run or file: whoever collects them (the fleet report, the history database)
+keeps that context beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+
+SCENARIOS = ("latency", "throughput", "serving")
+
+#: Canonical metric name → its unit. ``throughput`` is the one metric whose meaning is
+#: open: a lone era B/C ``perf_<name>.csv`` cannot say whether it holds total or
+#: generated tokens per second.
+METRIC_UNITS: dict[str, str] = {
+    "latency": "ms",
+    "latency_per_token": "ms",
+    "throughput_total": "tok/s",
+    "throughput_gen": "tok/s",
+    "ttft_median": "ms",
+    "tpot_median": "ms",
+    "itl_median": "ms",
+    "e2el_median": "ms",
+    "throughput": "tok/s",
+}
+METRICS = tuple(METRIC_UNITS)
+
+#: What identifies one benchmark configuration and metric: every key but the measurement.
+CONFIGURATION_KEYS = (
+    "model",
+    "scenario",
+    "tp",
+    "batch_size",
+    "num_prompts",
+    "max_concurrency",
+    "input_len",
+    "output_len",
+    "dtype",
+    "metric",
+)
+
+Configuration = tuple[str, str, int, int | None, int | None, int | None, int, int, str, str]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One metric of one benchmark configuration, in the true unit; ``value`` None = failed."""
+
+    model: str
+    scenario: str
+    tp: int
+    batch_size: int | None
+    num_prompts: int | None
+    max_concurrency: int | None
+    input_len: int
+    output_len: int
+    dtype: str
+    metric: str
+    value: float | None
+    unit: str
+
+    def __post_init__(self) -> None:
+        # A record that breaks §4 is a bug in a parser, not bad user input.
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario {self.scenario!r} is not one of {SCENARIOS}")
+        if self.metric not in METRIC_UNITS:
+            raise ValueError(f"metric {self.metric!r} is not one of {METRICS}")
+        if self.unit != METRIC_UNITS[self.metric]:
+            raise ValueError(f"unit {self.unit!r} is wrong for metric {self.metric!r}")
+
+    def to_dict(self) -> dict[str, str | int | float | None]:
+        """The record as the §4 mapping, keys in §4 order (what ``report parse`` prints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Record:
+        """Rebuild a record from :meth:`to_dict` output (e.g. a JSON line); extra keys ignored."""
+        values = {f.name: data[f.name] for f in fields(cls)}
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def configuration(self) -> Configuration:
+        """The configuration and metric this record measures (everything but value and unit)."""
+        return (
+            self.model,
+            self.scenario,
+            self.tp,
+            self.batch_size,
+            self.num_prompts,
+            self.max_concurrency,
+            self.input_len,
+            self.output_len,
+            self.dtype,
+            self.metric,
+        )
+
+
+def latest_per_configuration(records: Iterable[Record]) -> list[Record]:
+    """Keep the last record of each configuration and metric.
+
+    MAD appends a re-run's rows to the same report file instead of replacing them, so
+    one file can hold several measurements of one configuration; the last one written
+    is the latest run. The result keeps the order in which configurations first appear.
+    """
+    latest: dict[Configuration, Record] = {}
+    for record in records:
+        # Assigning to an existing key keeps its first position in the dict.
+        latest[record.configuration] = record
+    return list(latest.values())
