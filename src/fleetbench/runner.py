@@ -4,11 +4,13 @@ It runs a playbook of ours in a private data directory (0700, removed afterwards
 asked to keep it), streams per-host task results to a callback, and returns small frozen
 result objects; nothing of ansible-runner leaks to callers.
 
-Secrets never go through here as extravars or envvars: ansible-runner writes both to disk.
+Secrets never go through here, not even in our own environment: ansible-runner writes
+extravars, envvars and the whole inherited environment (artifacts/*/command) to disk.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -48,6 +50,8 @@ class TaskResult:
     outcome: str  # ok | failed | unreachable | skipped
     ignored: bool
     result: Mapping[str, Any] = field(repr=False)
+    start: str = ""
+    end: str = ""
 
     @property
     def message(self) -> str:
@@ -84,6 +88,8 @@ def _task_result(event: Mapping[str, Any]) -> TaskResult | None:
         outcome=outcome,
         ignored=bool(data.get("ignore_errors")),
         result=dict(data.get("res") or {}),
+        start=str(data.get("start") or ""),
+        end=str(data.get("end") or event.get("created") or ""),
     )
 
 
@@ -98,6 +104,7 @@ def run_playbook(
     on_task_start: Callable[[str, str], None] | None = None,
     keep_private_dir: bool = False,
     timeout: int | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> PlaybookRun:
     """Run ``playbooks/<playbook>.yml`` against ``inventory``.
 
@@ -120,7 +127,9 @@ def run_playbook(
                 on_result(result)
         return True  # keep ansible-runner's own artifact for --keep debugging
 
-    binary = Path(sys.executable).with_name("ansible-playbook")
+    # The ansible-playbook next to our interpreter (a venv need not be on PATH), so the
+    # roles' plugins import this same fleetbench.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
         runner = ansible_runner.run(
             private_data_dir=str(private_dir),
@@ -133,15 +142,18 @@ def run_playbook(
                 "ANSIBLE_CONFIG": str(ansible_config()),
                 "ANSIBLE_ROLES_PATH": str(roles_path()),
                 "ANSIBLE_NOCOLOR": "1",
+                # ansible-runner turns host key checking off unless told otherwise.
+                "ANSIBLE_HOST_KEY_CHECKING": "True",
+                "PATH": path,
             },
-            binary=str(binary) if binary.exists() else None,
             event_handler=handle,
+            cancel_callback=cancel,
             quiet=True,
             timeout=timeout,
             settings={"suppress_ansible_output": True},
         )
         status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
-        if rc & ~_HOST_FAILURE_BITS:
+        if status != "canceled" and rc & ~_HOST_FAILURE_BITS:
             tail = "\n".join(runner.stdout.read().strip().splitlines()[-15:])
             raise RunnerError(f"ansible-playbook {playbook}.yml failed (rc {rc}):\n{tail}")
     except RunnerError:
@@ -151,6 +163,6 @@ def run_playbook(
     finally:
         if not keep_private_dir:
             shutil.rmtree(private_dir, ignore_errors=True)
-    if status not in {"successful", "failed"}:
+    if status not in {"successful", "failed", "canceled"}:
         raise RunnerError(f"{playbook}.yml ended with runner status {status!r} (rc {rc})")
     return PlaybookRun(playbook=playbook, status=status, rc=rc, results=tuple(results))

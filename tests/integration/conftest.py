@@ -40,7 +40,9 @@ class LabFleet:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
     """A 3-host lab for the whole session, removed at the end."""
     root = tmp_path_factory.mktemp("lab")
-    done = run_cli("lab", "up", "--dir", root, "--hosts", "3", timeout=900)
+    # Its own loopback range, so a lab a developer keeps running does not collide.
+    done = run_cli("lab", "up", "--dir", root, "--hosts", "3", "--first-address", "127.0.1.11",
+                   timeout=900)
     assert done.returncode == 0, f"lab up failed:\n{done.stdout}\n{done.stderr}"
     yield LabFleet(root)
     down = run_cli("lab", "down", "--dir", root)

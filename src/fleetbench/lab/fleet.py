@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import hashlib
 import ipaddress
 import json
 import shutil
@@ -209,6 +210,9 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 "ansible_python_interpreter": sys.executable,
                 "fleetbench_image": lab.image,
                 "fleetbench_mad_repo": lab.mad_repo,
+                "fleetbench_mad_ref": "v-era-d",
+                # No /dev/kfd or /dev/dri here: the stand-in image needs no GPU devices.
+                "fleetbench_container_devices": [],
                 # Lab hosts share one disk; a real image needs tens of GB, the stand-in does not.
                 "fleetbench_min_free_disk_gb": 1,
             },
@@ -252,7 +256,8 @@ def up(root: Path, hosts: int = 3, first_address: str = DEFAULT_FIRST_ADDRESS,
         lab.registry_pid = services.start_registry(root / "registry")
     lab.save()
     if not lab.image:
-        lab.image = image.publish_lab_image()
+        lab_id = "lab-" + hashlib.sha256(str(root).encode()).hexdigest()[:8]
+        lab.image = image.publish_lab_image(image.lab_image_ref(lab_id))
         lab.save()
     if not lab.mad_repo:
         repo = mad.create_mad_repo(root / "mad")

@@ -24,9 +24,10 @@ DEFAULT_TAG = "instinct_main"
 _LDD_PATH = re.compile(r"(/\S+)")
 
 
-def lab_image_ref(registry: str = REGISTRY_ADDRESS) -> str:
-    """The image reference a lab fleet pulls (the guide's tag, on the lab registry)."""
-    return f"{registry}/{DEFAULT_REPOSITORY}:{DEFAULT_TAG}"
+def lab_image_ref(lab_id: str, registry: str = REGISTRY_ADDRESS) -> str:
+    """The image reference a lab fleet pulls: the guide's name and tag on the lab registry,
+    under a namespace of its own so that removing one lab never breaks another."""
+    return f"{registry}/{lab_id}/{DEFAULT_REPOSITORY}:{DEFAULT_TAG}"
 
 
 def _shared_libraries(binary: str) -> list[str]:
@@ -99,9 +100,8 @@ def build_rootfs() -> bytes:
     return buffer.getvalue()
 
 
-def publish_lab_image(ref: str | None = None) -> str:
+def publish_lab_image(ref: str) -> str:
     """Import the stand-in image, push it to the lab registry; returns the pushed reference."""
-    ref = ref or lab_image_ref()
     repository, tag = ref.rsplit(":", 1)
     client = docker.from_env()
     try:
@@ -119,9 +119,8 @@ def publish_lab_image(ref: str | None = None) -> str:
     return ref
 
 
-def remove_lab_image(ref: str | None = None) -> None:
-    """Remove the stand-in image from the local engine (the registry copy goes with it)."""
-    ref = ref or lab_image_ref()
+def remove_lab_image(ref: str) -> None:
+    """Remove the stand-in image from the local engine."""
     client = docker.from_env()
     try:
         client.images.remove(ref, force=True)

@@ -6,6 +6,7 @@ bridge and without iptables rules, so containers can only use host networking.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -102,11 +103,33 @@ def pid_alive(pid: int | None) -> bool:
     return not (stat.exists() and stat.read_text().split(") ", 1)[-1].startswith("Z"))
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (sshd's per-connection children start sessions of their
+    own, so killing the process group would leave them, and open connections, alive)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
 def stop_process(pid: int | None, timeout: float = 10.0) -> None:
-    """SIGTERM ``pid`` (its whole session when it leads one), SIGKILL after ``timeout``."""
+    """Stop ``pid`` and everything below it: SIGTERM, then SIGKILL after ``timeout``."""
     if not pid_alive(pid):
         return
     assert pid is not None
+    for child in descendants(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):

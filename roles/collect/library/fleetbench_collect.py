@@ -1,0 +1,66 @@
+#!/usr/bin/python
+"""Pack every file of a run folder that matches the patterns into one tar.gz."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fleetbench_collect
+short_description: Archive a run's report files by pattern
+options:
+  root: {type: str, required: true, description: Run folder on the host (holds slot folders).}
+  patterns: {type: list, elements: str, required: true, description: Globs relative to a slot.}
+  archive: {type: str, required: true, description: Archive to write.}
+author: fleetbench
+"""
+
+import fnmatch
+import os
+import tarfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def matches(relative, patterns):
+    for pattern in patterns:
+        # "**/" also matches at the top: **/perf_*.csv finds perf_x.csv in the slot itself.
+        if fnmatch.fnmatch(relative, pattern) or (
+                pattern.startswith("**/") and fnmatch.fnmatch(relative, pattern[3:])):
+            return True
+    return False
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "root": {"type": "str", "required": True},
+            "patterns": {"type": "list", "elements": "str", "required": True},
+            "archive": {"type": "str", "required": True},
+        },
+    )
+    root = module.params["root"]
+    patterns = module.params["patterns"]
+    files = []
+    if os.path.isdir(root):
+        for slot in sorted(os.listdir(root)):
+            slot_dir = os.path.join(root, slot)
+            if not os.path.isdir(slot_dir):
+                continue
+            for folder, _dirs, names in os.walk(slot_dir):
+                for name in names:
+                    path = os.path.join(folder, name)
+                    relative = os.path.relpath(path, slot_dir)
+                    if os.path.isfile(path) and matches(relative, patterns):
+                        files.append(os.path.join(slot, relative))
+    files.sort()
+    tmp = module.params["archive"] + ".tmp"
+    with tarfile.open(tmp, "w:gz") as archive:
+        for relative in files:
+            archive.add(os.path.join(root, relative), arcname=relative, recursive=False)
+    os.replace(tmp, module.params["archive"])
+    module.exit_json(changed=True, files=files, count=len(files),
+                     bytes=os.path.getsize(module.params["archive"]))
+
+
+if __name__ == "__main__":
+    main()

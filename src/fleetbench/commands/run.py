@@ -1,0 +1,128 @@
+"""``fleetbench run``: pull, start, benchmark, collect on every host of a fleet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fleetbench import plan as planning
+from fleetbench import run as runs
+from fleetbench.progress import FleetProgress
+from fleetbench.secrets import load_hf_token
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``run`` sub-command."""
+    parser = sub.add_parser(
+        "run",
+        help="run the vLLM benchmark on every host and collect the reports",
+        description="Preflight (partition verdict), image pull, MAD checkout, one container "
+        "per GPU slot running vllm_benchmark_report.sh, collection into one run directory. "
+        "Exit 0 when every host ends ok, 1 otherwise, 2 on bad input (nothing started).",
+    )
+    parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory")
+    parser.add_argument("--model", help="Hugging Face id, e.g. meta-llama/Llama-3.1-8B-Instruct")
+    parser.add_argument("--gpus", type=int, help="GPUs per benchmark instance (-g, TP size)")
+    parser.add_argument("--dtype", default="float16", help="float16 | bfloat16 | float8")
+    parser.add_argument("--scenario", default="all",
+                        help="latency | throughput | serving | all (default all)")
+    parser.add_argument("--slots", default="auto",
+                        help="instances per host: auto (use every GPU) or a number")
+    parser.add_argument("--image", help=f"image reference (default {planning.DEFAULT_IMAGE}, "
+                        "or the inventory's fleetbench_image)")
+    parser.add_argument("--mad-repo", help="MAD git URL (a mirror or file:// for offline fleets)")
+    parser.add_argument("--mad-ref", help="MAD branch, tag or commit to pin")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="where run directories go (default ./runs)")
+    parser.add_argument("--limit", help="host pattern, as ansible-playbook --limit")
+    parser.add_argument("--timeout", default="6h",
+                        help="how long one wave of benchmarks may run (default 6h)")
+    parser.add_argument("--hf-token-file", type=Path,
+                        help="file holding the Hugging Face token (default: $HF_TOKEN)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="finish a run: re-run only the hosts and slots not ok")
+    parser.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Validate, run, print the run directory (or JSON); 0 when every host is ok."""
+    token = load_hf_token(args.hf_token_file)
+    if args.resume is not None:
+        request = _resume_request(args, token)
+    else:
+        _require(args, "inventory", "-i/--inventory")
+        _require(args, "model", "--model")
+        _require(args, "gpus", "--gpus")
+        request = runs.prepare(
+            args.inventory, args.model, args.gpus, args.dtype, args.scenario,
+            slots=args.slots, image=args.image, mad_repo=args.mad_repo, mad_ref=args.mad_ref,
+            runs_dir=args.runs_dir, limit=args.limit,
+            timeout_s=planning.parse_duration(args.timeout), token=token,
+        )
+    console = Console(stderr=True)
+    with FleetProgress(len(request.fleet.hosts), "run", console) as progress:
+        run_dir, manifest = runs.execute(
+            request, on_step=progress.step,
+            on_host=progress.host_done,
+        )
+    if args.json:
+        print(json.dumps(_summary(run_dir, manifest), indent=2))
+    else:
+        Console().print(_table(manifest))
+        print(f"run directory: {run_dir}")
+    return 0 if manifest["summary"]["ok"] else 1
+
+
+def _require(args: argparse.Namespace, name: str, flag: str) -> None:
+    if getattr(args, name) in (None, ""):
+        from fleetbench.errors import BadInput
+
+        raise BadInput(f"{flag} is required (or --resume RUN_DIR to finish an earlier run)")
+
+
+def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
+    manifest = runs.read_manifest(args.resume)
+    plan = manifest["plan"]
+    inventory = args.inventory or Path(manifest["inventory"])
+    request = runs.prepare(
+        inventory, plan["model"], plan["gpus"], plan["dtype"], plan["scenario"],
+        slots=str(plan["slots"]), image=plan["overrides"].get("image"),
+        mad_repo=plan["overrides"].get("mad_repo"), mad_ref=plan["overrides"].get("mad_ref"),
+        runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
+        token=token,
+    )
+    return runs.RunRequest(plan=request.plan, fleet=request.fleet, runs_dir=request.runs_dir,
+                           token=token, resume=args.resume)
+
+
+def _summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_dir": str(run_dir),
+        "run_id": manifest["run_id"],
+        "ok": manifest["summary"]["ok"],
+        "statuses": manifest["summary"]["statuses"],
+        "image_drift": manifest["image"]["drift"],
+        "hosts": {h: {"status": e["status"], "reason": e.get("reason", ""),
+                      "slots": {k: s["status"] for k, s in e.get("slots", {}).items()}}
+                  for h, e in manifest["hosts"].items()},
+    }
+
+
+def _table(manifest: dict[str, Any]) -> Table:
+    table = Table(title=f"fleetbench run {manifest['run_id']}")
+    for column in ("host", "status", "slots ok", "image digest", "reason"):
+        table.add_column(column, overflow="fold")
+    for host, entry in manifest["hosts"].items():
+        slots = entry.get("slots", {})
+        good = sum(1 for s in slots.values() if s.get("status") == "ok")
+        colour = "green" if entry["status"] == "ok" else "red"
+        digest = (entry.get("image_digest") or "")[:19]
+        table.add_row(host, f"[{colour}]{entry['status']}[/]", f"{good}/{len(slots)}", digest,
+                      (entry.get("reason") or "").splitlines()[0] if entry.get("reason") else "")
+    return table

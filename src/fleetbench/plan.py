@@ -1,0 +1,186 @@
+"""Planning a benchmark run on the controller, before anything touches a host.
+
+Validation of the user's choices, GPU-slot assignment (which logical GPUs each benchmark
+instance gets) and the order slots run in. Pure functions; the role's filter plugin calls
+:func:`assign_slots` and :func:`slot_waves` so plain ansible-playbook plans the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetbench.errors import BadInput
+
+DTYPES = ("float16", "bfloat16", "float8")
+SCENARIOS = ("latency", "throughput", "serving", "all")
+DEFAULT_IMAGE = "rocm/vllm:instinct_main"
+# Orgs whose models are gated on Hugging Face: a token is needed to download them.
+GATED_ORGS = ("meta-llama", "mistralai", "google")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One benchmark instance on a host: its index and the logical GPUs it sees."""
+
+    index: int
+    devices: tuple[int, ...]
+
+    @property
+    def hip_visible_devices(self) -> str:
+        """The value of HIP_VISIBLE_DEVICES for this slot."""
+        return ",".join(str(d) for d in self.devices)
+
+    @property
+    def name(self) -> str:
+        """Folder and container suffix of the slot (``slot0``…)."""
+        return f"slot{self.index}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (for extravars and the manifest)."""
+        return {"index": self.index, "name": self.name,
+                "hip_visible_devices": self.hip_visible_devices}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``90``, ``90s``, ``45m``, ``6h`` or ``1d``; BadInput otherwise."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise BadInput(f"--timeout {text!r} is not a duration — e.g. 90m, 6h or 3600")
+    value = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if value < 1:
+        raise BadInput(f"--timeout {text!r} must be at least one second")
+    return int(value)
+
+
+def assign_slots(logical_gpus: int, gpus_per_slot: int, slots: str | int = "auto") -> list[Slot]:
+    """Split a host's logical GPUs into benchmark slots of ``gpus_per_slot`` each.
+
+    ``auto`` uses every GPU (64 CPX partitions with ``-g 8`` → 8 slots: 0-7, 8-15, …) so
+    that every partition is exercised; an integer K asks for K slots from GPU 0 up.
+    Partitions of one physical GPU are contiguous in HIP numbering, so a slot of 8 on a
+    CPX host is exactly one physical MI300X.
+    """
+    if gpus_per_slot < 1:
+        raise BadInput(f"--gpus must be at least 1, not {gpus_per_slot}")
+    if gpus_per_slot > logical_gpus:
+        raise BadInput(
+            f"--gpus {gpus_per_slot} is more than the {logical_gpus} logical GPUs of a host — "
+            f"use at most {logical_gpus}"
+        )
+    if slots == "auto":
+        if logical_gpus % gpus_per_slot:
+            raise BadInput(
+                f"--gpus {gpus_per_slot} does not divide the {logical_gpus} logical GPUs of a "
+                f"host, so --slots auto would leave GPUs unused — use a divisor of "
+                f"{logical_gpus} or --slots K"
+            )
+        count = logical_gpus // gpus_per_slot
+    else:
+        count = int(slots)
+        if count < 1:
+            raise BadInput(f"--slots must be 'auto' or a positive number, not {slots}")
+        if count * gpus_per_slot > logical_gpus:
+            raise BadInput(
+                f"--slots {count} × --gpus {gpus_per_slot} needs {count * gpus_per_slot} GPUs; a "
+                f"host has {logical_gpus} — lower --slots to {logical_gpus // gpus_per_slot}"
+            )
+    return [
+        Slot(index=k, devices=tuple(range(k * gpus_per_slot, (k + 1) * gpus_per_slot)))
+        for k in range(count)
+    ]
+
+
+def slot_waves(slots: Sequence[Slot], scenario: str) -> list[list[Slot]]:
+    """Groups of slots that may run at the same time on one host.
+
+    Serving binds port 8000 on the host network, so serving slots run one after another;
+    latency and throughput slots all run at once on their own GPUs.
+    """
+    if scenario in {"serving", "all"}:
+        return [[slot] for slot in slots]
+    return [list(slots)] if slots else []
+
+
+def needs_token(model: str) -> bool:
+    """True when ``model`` is gated on Hugging Face (a token is required to download it)."""
+    return model.split("/", 1)[0] in GATED_ORGS
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything the run needs to know, validated; contains no secret."""
+
+    model: str
+    gpus: int
+    dtype: str
+    scenario: str
+    slots: str  # "auto" or a number
+    timeout_s: int = 6 * 3600
+    limit: str | None = None
+    # image / mad_repo / mad_ref given on the command line; otherwise the inventory's
+    # fleetbench_image / fleetbench_mad_repo / fleetbench_mad_ref or the roles' defaults.
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        """The report name MAD uses: the part after ``org/``."""
+        return self.model.split("/", 1)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for the manifest."""
+        return {
+            "model": self.model, "gpus": self.gpus, "dtype": self.dtype,
+            "scenario": self.scenario, "slots": self.slots, "timeout_s": self.timeout_s,
+            "limit": self.limit, "overrides": dict(self.overrides),
+        }
+
+
+def validate_choices(model: str, gpus: int, dtype: str, scenario: str, slots: str) -> None:
+    """BadInput for any choice the benchmark script would reject or misname."""
+    if not _MODEL_ID.match(model):
+        raise BadInput(
+            f"--model {model!r} is not a Hugging Face id 'org/name' — MAD names its reports "
+            "after the part behind the slash, so a local path breaks them"
+        )
+    if dtype not in DTYPES:
+        raise BadInput(f"--dtype {dtype!r} is not supported — use one of {', '.join(DTYPES)}")
+    if scenario not in SCENARIOS:
+        raise BadInput(f"--scenario {scenario!r} is unknown — use one of {', '.join(SCENARIOS)}")
+    if gpus < 1:
+        raise BadInput(f"--gpus must be at least 1, not {gpus}")
+    if slots != "auto" and not (slots.isdigit() and int(slots) > 0):
+        raise BadInput(f"--slots must be 'auto' or a positive number, not {slots!r}")
+
+
+def plan_waves(slots: Sequence[dict[str, Any]], scenario: str, available_gpus: int,
+               container_prefix: str) -> dict[str, Any]:
+    """Waves of runnable slots and the slots skipped for want of GPUs (role filter).
+
+    ``slots`` come as planned for the expected GPU count; a host with fewer logical GPUs
+    (63 of 64 partitions) cannot run a slot that needs a missing one: it is recorded as
+    skipped, not silently dropped.
+    """
+    runnable: list[Slot] = []
+    skipped: list[dict[str, Any]] = []
+    for raw in slots:
+        slot = Slot(index=int(raw["index"]),
+                    devices=tuple(int(d) for d in str(raw["hip_visible_devices"]).split(",")))
+        if available_gpus and max(slot.devices) >= available_gpus:
+            skipped.append({
+                **slot.to_dict(), "container": None, "ok": False, "status": "skipped:gpus",
+                "exit_code": None, "timed_out": False,
+                "summary": f"{slot.name} needs GPU {max(slot.devices)}, the host has "
+                           f"{available_gpus}",
+            })
+        else:
+            runnable.append(slot)
+    waves = [
+        [{**s.to_dict(), "container": f"{container_prefix}-{s.name}"} for s in wave]
+        for wave in slot_waves(runnable, scenario)
+    ]
+    return {"waves": waves, "skipped": skipped}

@@ -1,0 +1,396 @@
+"""``fleetbench run``: the guide's steps on every host, ending in one run directory.
+
+Pipeline: plan and validate on the controller (nothing touches a host before that), then
+``playbooks/run.yml`` (preflight → lock → image → mad → benchmark → collect → verdict),
+then ``playbooks/cleanup.yml`` whatever happened, then unpack the archives and write
+``manifest.json``. Every host ends ``ok``, ``failed:<step>``, ``unreachable`` or
+``skipped:<why>``; ``--resume`` re-runs only hosts and slots that did not end ``ok``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetbench import __version__
+from fleetbench.errors import BadInput
+from fleetbench.inventory import Fleet, load_fleet
+from fleetbench.plan import RunPlan, assign_slots, needs_token, validate_choices
+from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
+from fleetbench.secrets import Secret
+
+MANIFEST = "manifest.json"
+STEPS = ("preflight", "lock", "image", "mad", "benchmark", "collect")
+# Logical GPUs a host is planned for before preflight confirms it: 8 MI300X in CPX.
+DEFAULT_PLANNED_GPUS = 64
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """How one host ended, with its per-step times and per-slot results."""
+
+    name: str
+    status: str
+    reason: str = ""
+    steps: dict[str, dict[str, str]] = field(default_factory=dict)
+    slots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    image_digest: str | None = None
+    mad_commit: str | None = None
+    preflight: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's entry for this host."""
+        return {
+            "status": self.status, "reason": self.reason, "steps": self.steps,
+            "slots": self.slots, "image_digest": self.image_digest,
+            "mad_commit": self.mad_commit,
+        }
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A sortable, unique run id: ``20261127T041500Z-1a2b``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# --- turning task results into host outcomes ------------------------------------------------
+
+
+# Roles whose failures belong to another step of the guide.
+_STEP_OF_ROLE = {"benchmark_verdict": "benchmark"}
+
+
+def _step_of(result: TaskResult) -> str:
+    return _STEP_OF_ROLE.get(result.role, result.role or "run")
+
+
+def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> HostOutcome:
+    """The outcome of one host from its task results (pure; unit-tested)."""
+    steps: dict[str, dict[str, str]] = {}
+    slots: dict[str, dict[str, Any]] = {}
+    status, reason = "", ""
+    digest: str | None = None
+    commit: str | None = None
+    preflight: dict[str, Any] | None = None
+    for result in results:
+        step = _step_of(result)
+        entry = steps.setdefault(step, {"start": result.start, "end": result.end,
+                                        "status": "ok"})
+        entry["end"] = result.end or entry["end"]
+        if result.action == "fleetbench_probe" and "verdict" in result.result:
+            preflight = dict(result.result["verdict"])
+        if result.action == "community.docker.docker_image_pull" and result.outcome == "ok":
+            digest = _digest(result.result.get("image") or {})
+        if result.action == "ansible.builtin.git" and result.outcome == "ok":
+            commit = str(result.result.get("after") or "") or None
+        if result.action == "ansible.builtin.set_fact":
+            plan = (result.result.get("ansible_facts") or {}).get("__benchmark_plan")
+            for slot in (plan or {}).get("skipped", []):
+                slots[slot["name"]] = _slot_entry(slot)
+        if result.action == "fleetbench_wait" and result.outcome == "ok":
+            for slot in result.result.get("slots", []):
+                slots[slot["name"]] = _slot_entry(slot)
+        if result.outcome == "unreachable" and not status:
+            entry["status"] = "unreachable"
+            status, reason = "unreachable", result.message
+        elif result.outcome == "failed" and not result.ignored and not status:
+            entry["status"] = "failed"
+            status, reason = _failure_status(step, result), result.message
+    if not status:
+        status = "ok" if fetched and "collect" in steps else "failed:incomplete"
+        if status != "ok":
+            reason = "the run ended before this host finished"
+    return HostOutcome(name=name, status=status, reason=reason, steps=steps, slots=slots,
+                       image_digest=digest, mad_commit=commit, preflight=preflight)
+
+
+def _failure_status(step: str, result: TaskResult) -> str:
+    if step == "preflight":
+        return "skipped:preflight"
+    if step == "lock":
+        return "skipped:locked"
+    return f"failed:{step}"
+
+
+def _slot_entry(slot: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "status": slot.get("status"), "hip_visible_devices": slot.get("hip_visible_devices"),
+        "exit_code": slot.get("exit_code"), "timed_out": slot.get("timed_out", False),
+        "summary": slot.get("summary", ""),
+    }
+
+
+def _digest(image: Mapping[str, Any]) -> str | None:
+    digests = image.get("RepoDigests") or []
+    if digests:
+        return str(digests[0]).rsplit("@", 1)[-1]
+    image_id = image.get("Id")
+    return str(image_id) if image_id else None
+
+
+# --- the run directory ------------------------------------------------------------------------
+
+
+def unpack_archive(archive: Path, dest: Path) -> list[str]:
+    """Unpack a host's collected archive into ``dest``; returns the member names."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        # "data" refuses absolute paths, links out of dest and device files.
+        tar.extractall(dest, filter="data")
+    archive.unlink()
+    return names
+
+
+def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
+    """Write ``manifest.json`` atomically."""
+    tmp = run_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    tmp.replace(run_dir / MANIFEST)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """Read a run's manifest; BadInput when ``run_dir`` is not a run directory."""
+    path = Path(run_dir) / MANIFEST
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{run_dir} is not a fleetbench run directory (no {MANIFEST})") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path} is damaged ({exc.msg}) — it cannot be resumed") from None
+    return data
+
+
+def image_drift(digests: Mapping[str, str | None]) -> bool:
+    """True when the hosts of one run ended up with different image digests."""
+    return len({d for d in digests.values() if d}) > 1
+
+
+# --- orchestration --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated request: plan, fleet, where the run directory goes."""
+
+    plan: RunPlan
+    fleet: Fleet
+    runs_dir: Path
+    token: Secret | None = field(default=None, repr=False)
+    resume: Path | None = None
+
+
+def prepare(
+    inventory: Path, model: str, gpus: int, dtype: str, scenario: str, *, slots: str = "auto",
+    image: str | None = None, mad_repo: str | None = None, mad_ref: str | None = None,
+    runs_dir: Path = Path("runs"), limit: str | None = None, timeout_s: int = 6 * 3600,
+    token: Secret | None = None, partition_bytes: int | None = None,
+) -> RunRequest:
+    """Validate everything on the controller; BadInput for any problem (nothing started)."""
+    validate_choices(model, gpus, dtype, scenario, slots)
+    assign_slots(DEFAULT_PLANNED_GPUS, gpus, slots if slots == "auto" else int(slots))
+    if needs_token(model) and not token:
+        raise BadInput(
+            f"{model} is a gated model: set HF_TOKEN in the environment or pass "
+            "--hf-token-file FILE (a token with access to the model)"
+        )
+    from fleetbench.fit import check_fit
+
+    check_fit(model, gpus, dtype, partition_bytes or 24 * 10**9)
+    fleet = load_fleet(inventory, limit)
+    plan = RunPlan(
+        model=model, gpus=gpus, dtype=dtype, scenario=scenario, slots=slots,
+        timeout_s=timeout_s, limit=limit,
+        overrides={k: v for k, v in {"image": image, "mad_repo": mad_repo,
+                                     "mad_ref": mad_ref}.items() if v},
+    )
+    return RunRequest(plan=plan, fleet=fleet, runs_dir=Path(runs_dir), token=token)
+
+
+def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict[str, Any]]],
+               collect_dest: Path) -> dict[str, Any]:
+    extravars: dict[str, Any] = {
+        "fleetbench_run_id": run_id,
+        "fleetbench_slots_by_host": dict(slots_by_host),
+        "fleetbench_collect_dest": str(collect_dest),
+        "benchmark_model": plan.model,
+        "benchmark_gpus": plan.gpus,
+        "benchmark_dtype": plan.dtype,
+        "benchmark_scenario": plan.scenario,
+        "benchmark_timeout": plan.timeout_s,
+    }
+    for key, var in (("image", "fleetbench_image"), ("mad_repo", "fleetbench_mad_repo"),
+                     ("mad_ref", "fleetbench_mad_ref")):
+        if key in plan.overrides:
+            extravars[var] = plan.overrides[key]
+    return extravars
+
+
+@contextlib.contextmanager
+def _token_file(token: Secret | None) -> Iterator[Path | None]:
+    """The token in a 0600 file of a 0700 folder in memory (/dev/shm) for the run's duration.
+
+    Only its path reaches Ansible. ansible-runner writes extravars, envvars and the whole
+    inherited environment to disk, so the token goes through none of them; the role copies
+    it to the host with no_log.
+    """
+    if not token:
+        yield None
+        return
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="fleetbench-", dir=shm if shm.is_dir() else None))
+    path = folder / "hf_token"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(token.reveal())
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _cancel_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGINT/SIGTERM ask ansible-runner to stop instead of killing us mid-way."""
+    stop = {"requested": False}
+
+    def handler(signum: int, frame: object) -> None:
+        stop["requested"] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: stop["requested"]
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def execute(
+    request: RunRequest,
+    *,
+    on_step: Callable[[str, str], None] | None = None,
+    on_host: Callable[[str, str, str], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Run the plan on the fleet; returns the run directory and its manifest."""
+    if request.resume is not None:
+        run_dir = request.resume
+        manifest = read_manifest(run_dir)
+        run_id = manifest["run_id"]
+    else:
+        run_id = new_run_id()
+        run_dir = request.runs_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        manifest = {
+            "run_id": run_id, "fleetbench_version": __version__, "created": _utc_now(),
+            "inventory": str(request.fleet.inventory), "plan": request.plan.to_dict(),
+            "hosts": {h: {"status": "pending"} for h in request.fleet.hosts},
+            "attempts": [],
+        }
+    (run_dir / "hosts").mkdir(exist_ok=True)
+    hosts = [h for h in request.fleet.hosts if manifest["hosts"].get(h, {}).get("status") != "ok"]
+    slots_all = [s.to_dict() for s in assign_slots(
+        DEFAULT_PLANNED_GPUS, request.plan.gpus,
+        request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))]
+    slots_by_host = {h: _slots_to_run(manifest["hosts"].get(h, {}), slots_all) for h in hosts}
+    attempt = {"started": _utc_now(), "hosts": hosts}
+    manifest["attempts"].append(attempt)
+    write_manifest(run_dir, manifest)
+    collect_dest = run_dir / "hosts"
+
+    def on_result(result: TaskResult) -> None:
+        if on_host and result.outcome in {"failed", "unreachable"} and not result.ignored:
+            step = _step_of(result)
+            label = ("unreachable" if result.outcome == "unreachable"
+                     else _failure_status(step, result))
+            on_host(result.host, label, result.message.splitlines()[0] if result.message else "")
+
+    def on_task_start(host: str, task: str) -> None:
+        if on_step:
+            on_step(host, task)
+
+    canceled = False
+    run: PlaybookRun | None = None
+    if hosts:
+        limit = ",".join(hosts)
+        with _token_file(request.token) as token_path, _cancel_on_signals() as cancel:
+            extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
+            extravars["benchmark_hf_token_file"] = str(token_path or "")
+            try:
+                run = run_playbook(
+                    "run", request.fleet.inventory, limit=limit, extravars=extravars,
+                    forks=min(len(hosts), 100), on_result=on_result,
+                    on_task_start=on_task_start, cancel=cancel,
+                )
+                canceled = run.status == "canceled"
+            finally:
+                # Whatever happened (a failure, Ctrl-C, SIGTERM): remove containers, token, lock.
+                run_playbook("cleanup", request.fleet.inventory, limit=limit,
+                             extravars={"fleetbench_run_id": run_id},
+                             forks=min(len(hosts), 100))
+
+    for host in hosts:
+        archive = collect_dest / f"{host}.tar.gz"
+        fetched = archive.exists()
+        if fetched:
+            unpack_archive(archive, collect_dest / host)
+        results = run.for_host(host) if run else ()
+        outcome = host_outcome(host, results, fetched)
+        if canceled and outcome.status in {"ok", "failed:incomplete"} and not fetched:
+            outcome = HostOutcome(**{**outcome.__dict__, "status": "failed:interrupted",
+                                     "reason": "the run was interrupted"})
+        previous = manifest["hosts"].get(host, {})
+        entry = outcome.to_dict()
+        entry["slots"] = {**previous.get("slots", {}), **outcome.slots}
+        manifest["hosts"][host] = entry
+        if outcome.preflight is not None:
+            host_dir = collect_dest / host
+            host_dir.mkdir(exist_ok=True)
+            (host_dir / "preflight.json").write_text(json.dumps(outcome.preflight, indent=2))
+            (host_dir / "partition.json").write_text(
+                json.dumps(outcome.preflight.get("partition", {}), indent=2))
+        if on_host:
+            on_host(host, outcome.status, outcome.reason.splitlines()[0] if outcome.reason else "")
+
+    digests = {h: e.get("image_digest") for h, e in manifest["hosts"].items()}
+    manifest["image"] = {"digests": digests, "drift": image_drift(digests)}
+    commits = {h: e.get("mad_commit") for h, e in manifest["hosts"].items()}
+    manifest["mad"] = {"commits": commits, "drift": len({c for c in commits.values() if c}) > 1}
+    attempt["finished"] = _utc_now()
+    attempt["canceled"] = canceled
+    manifest["finished"] = attempt["finished"]
+    manifest["summary"] = summarize(manifest)
+    write_manifest(run_dir, manifest)
+    return run_dir, manifest
+
+
+def _slots_to_run(previous: Mapping[str, Any], slots_all: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """All slots, or on resume only those that did not end ok."""
+    done = {name for name, slot in (previous.get("slots") or {}).items()
+            if slot.get("status") == "ok"}
+    return [s for s in slots_all if s["name"] not in done]
+
+
+def summarize(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Counts per final status and whether the whole run is ok."""
+    counts: dict[str, int] = {}
+    for entry in manifest["hosts"].values():
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return {"ok": all(e["status"] == "ok" for e in manifest["hosts"].values()),
+            "statuses": counts}
+
