@@ -36,14 +36,26 @@ class LabFleet:
                  "busy=false", "bench=ok", "factor=1.0")
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
-    """A 3-host lab for the whole session, removed at the end."""
-    root = tmp_path_factory.mktemp("lab")
+def _lab(factory: pytest.TempPathFactory, name: str, hosts: int, first: str
+         ) -> Iterator[LabFleet]:
+    root = factory.mktemp(name)
     # Its own loopback range, so a lab a developer keeps running does not collide.
-    done = run_cli("lab", "up", "--dir", root, "--hosts", "3", "--first-address", "127.0.1.11",
+    done = run_cli("lab", "up", "--dir", root, "--hosts", str(hosts), "--first-address", first,
                    timeout=900)
     assert done.returncode == 0, f"lab up failed:\n{done.stdout}\n{done.stderr}"
     yield LabFleet(root)
     down = run_cli("lab", "down", "--dir", root)
     assert down.returncode == 0, down.stderr
+    assert not any(root.iterdir()), "lab down left files behind"
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+    """A 3-host lab for the check tests, removed at the end."""
+    yield from _lab(tmp_path_factory, "lab", 3, "127.0.1.11")
+
+
+@pytest.fixture(scope="session")
+def run_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+    """A 4-host lab for the rollout tests, removed at the end."""
+    yield from _lab(tmp_path_factory, "runlab", 4, "127.0.2.11")

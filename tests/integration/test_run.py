@@ -1,0 +1,194 @@
+"""`fleetbench run` on a 4-host lab: real SSH, Docker engine, registry, MAD checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.conftest import FLEETBENCH, run_cli
+from tests.integration.conftest import LabFleet
+
+pytestmark = pytest.mark.lab
+
+CANARY = "hf_CANARY_7f3a9c1e5b_never_leak_me"
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # gated: the token is really needed
+
+
+def run_args(lab: LabFleet, runs: Path, *extra: str) -> list[str]:
+    return ["run", "-i", str(lab.inventory), "--model", MODEL, "--gpus", "8",
+            "--scenario", "latency", "--slots", "2", "--runs-dir", str(runs), "--json", *extra]
+
+
+def fleetbench_run(lab: LabFleet, runs: Path, *extra: str,
+                   env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    done = run_cli(*run_args(lab, runs, *extra), env={"HF_TOKEN": CANARY, **(env or {})})
+    assert done.returncode in (0, 1), done.stderr
+    summary = json.loads(done.stdout)
+    assert CANARY not in done.stdout + done.stderr
+    return done.returncode, summary, done.stdout + done.stderr
+
+
+def manifest(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
+    return data
+
+
+def fleetbench_containers() -> list[str]:
+    client = docker.from_env()
+    try:
+        return [c.name for c in client.containers.list(all=True,
+                                                       filters={"label": "fleetbench.run"})]
+    finally:
+        client.close()
+
+
+def scan_for(needle: str, *roots: Path) -> list[Path]:
+    hits = []
+    data = needle.encode()
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                try:
+                    if data in path.read_bytes():
+                        hits.append(path)
+                except OSError:
+                    continue
+    return hits
+
+
+def summary_reports(host_dir: Path) -> list[Path]:
+    return sorted(host_dir.glob("slot*/MAD/scripts/vllm/reports_float16*/summary/*_report.csv"))
+
+
+def test_spx_host_is_skipped_others_collected_and_no_secret_left(
+        run_lab: LabFleet, tmp_path: Path) -> None:
+    run_lab.set("lab04", "compute=SPX", "memory=NPS1")
+    try:
+        code, summary, output = fleetbench_run(run_lab, tmp_path / "runs")
+    finally:
+        run_lab.restore("lab04")
+    assert code == 1
+    run_dir = Path(summary["run_dir"])
+    data = manifest(run_dir)
+    statuses = {h: e["status"] for h, e in data["hosts"].items()}
+    assert statuses == {"lab01": "ok", "lab02": "ok", "lab03": "ok",
+                        "lab04": "skipped:preflight"}
+    assert "SPX" in data["hosts"]["lab04"]["reason"]
+    for host in ("lab01", "lab02", "lab03"):
+        host_dir = run_dir / "hosts" / host
+        assert len(summary_reports(host_dir)) == 2  # one latency report per slot
+        assert (host_dir / "slot0" / "benchmark.log").exists()
+        assert list(host_dir.glob("slot1/MAD/scripts/perf_*.csv"))
+        assert set(data["hosts"][host]["slots"]) == {"slot0", "slot1"}
+        assert data["hosts"][host]["image_digest"].startswith("sha256:")
+        steps = data["hosts"][host]["steps"]
+        assert list(steps) == ["preflight", "lock", "image", "mad", "benchmark", "collect"]
+    assert not summary_reports(run_dir / "hosts" / "lab04")
+    assert data["image"]["drift"] is False
+    assert fleetbench_containers() == []
+    hits = scan_for(CANARY, run_dir, run_lab.root, Path.home() / ".ansible", Path("/dev/shm"))
+    assert hits == []
+    assert CANARY not in output
+
+
+def test_failing_and_hanging_benchmarks(run_lab: LabFleet, tmp_path: Path) -> None:
+    run_lab.set("lab01", "bench=fail")
+    run_lab.set("lab02", "bench=hang")
+    try:
+        code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs", "--timeout", "6s",
+                                          "--limit", "lab01,lab02,lab03")
+    finally:
+        run_lab.restore("lab01")
+        run_lab.restore("lab02")
+    assert code == 1
+    run_dir = Path(summary["run_dir"])
+    hosts = manifest(run_dir)["hosts"]
+    assert set(hosts) == {"lab01", "lab02", "lab03"}
+    assert hosts["lab01"]["status"] == "failed:benchmark"
+    assert {s["status"] for s in hosts["lab01"]["slots"].values()} == {"failed:benchmark"}
+    log = (run_dir / "hosts" / "lab01" / "slot0" / "benchmark.log").read_text()
+    assert "Error" in log or "error" in log  # the failing benchmark's own words, collected
+    assert hosts["lab02"]["status"] == "failed:benchmark"
+    assert {s["status"] for s in hosts["lab02"]["slots"].values()} == {"failed:timeout"}
+    assert (run_dir / "hosts" / "lab02" / "slot0" / "benchmark.log").exists()
+    assert hosts["lab03"]["status"] == "ok"
+    assert fleetbench_containers() == []
+
+    # --resume re-runs only what did not end ok, and keeps what finished.
+    kept = run_dir / "hosts" / "lab03" / "slot0" / "benchmark.log"
+    before = kept.stat().st_mtime_ns
+    done = run_cli("run", "--resume", str(run_dir), "--json", env={"HF_TOKEN": CANARY})
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = manifest(run_dir)
+    assert {e["status"] for e in data["hosts"].values()} == {"ok"}
+    assert data["attempts"][-1]["hosts"] == ["lab01", "lab02"]
+    assert kept.stat().st_mtime_ns == before
+    assert len(summary_reports(run_dir / "hosts" / "lab01")) == 2
+    assert fleetbench_containers() == []
+
+
+def test_mad_checkout_without_the_script_fails_clearly(run_lab: LabFleet, tmp_path: Path) -> None:
+    code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs", "--mad-ref", "v-era-ef",
+                                      "--limit", "lab01")
+    assert code == 1
+    entry = manifest(Path(summary["run_dir"]))["hosts"]["lab01"]
+    assert entry["status"] == "failed:mad"
+    assert "vllm_benchmark_report.sh" in entry["reason"] and "--mad-ref" in entry["reason"]
+
+
+def test_unreachable_mid_run(run_lab: LabFleet, tmp_path: Path) -> None:
+    run_lab.set("lab03", "bench=slow", "slow_s=1")
+    proc = subprocess.Popen(
+        [str(FLEETBENCH), *run_args(run_lab, tmp_path / "runs")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HF_TOKEN": CANARY},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any("lab03" in name for name in fleetbench_containers()):
+            assert time.monotonic() < deadline, "lab03's benchmark never started"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        run_lab.set("lab03", "sshd=stopped")
+        out, err = proc.communicate(timeout=300)
+    finally:
+        run_lab.restore("lab03")
+    assert proc.returncode == 1, err
+    hosts = json.loads(out)["hosts"]
+    assert hosts["lab03"]["status"] == "unreachable"
+    assert {hosts[h]["status"] for h in ("lab01", "lab02", "lab04")} == {"ok"}
+
+
+def test_ctrl_c_removes_containers(run_lab: LabFleet, tmp_path: Path) -> None:
+    for host in ("lab01", "lab02"):
+        run_lab.set(host, "bench=hang")
+    proc = subprocess.Popen(
+        [str(FLEETBENCH), *run_args(run_lab, tmp_path / "runs", "--limit", "lab01,lab02")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HF_TOKEN": CANARY},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(fleetbench_containers()) < 4:
+            assert time.monotonic() < deadline, "the benchmarks never started"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        for host in ("lab01", "lab02"):
+            run_lab.restore(host)
+    assert proc.returncode == 1, err
+    assert fleetbench_containers() == []
+    hosts = json.loads(out)["hosts"]
+    assert {e["status"] for e in hosts.values()} == {"failed:interrupted"}

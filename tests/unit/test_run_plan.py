@@ -1,0 +1,164 @@
+"""Run planning: validation, slots, waves, host outcomes, the secret type."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from fleetbench.cli import main
+from fleetbench.errors import BadInput
+from fleetbench.plan import assign_slots, parse_duration, plan_waves, slot_waves
+from fleetbench.run import host_outcome, image_drift
+from fleetbench.runner import TaskResult
+from fleetbench.secrets import Secret, load_hf_token
+
+
+def test_auto_slots_cover_every_cpx_partition() -> None:
+    slots = assign_slots(64, 8)
+    assert [s.hip_visible_devices for s in slots][:2] == ["0,1,2,3,4,5,6,7",
+                                                          "8,9,10,11,12,13,14,15"]
+    assert len(slots) == 8 and slots[-1].devices == tuple(range(56, 64))
+    assert len(assign_slots(64, 1)) == 64
+    assert len(assign_slots(64, 8, 1)) == 1
+
+
+@pytest.mark.parametrize(("logical", "gpus", "slots", "words"), [
+    (64, 128, "auto", "more than the 64"),
+    (64, 3, "auto", "does not divide"),
+    (64, 8, 9, "lower --slots to 8"),
+    (64, 0, "auto", "at least 1"),
+])
+def test_bad_slot_requests(logical: int, gpus: int, slots: str | int, words: str) -> None:
+    with pytest.raises(BadInput, match=words):
+        assign_slots(logical, gpus, slots)
+
+
+def test_serving_slots_never_run_together() -> None:
+    slots = assign_slots(64, 8, 3)
+    assert [len(w) for w in slot_waves(slots, "serving")] == [1, 1, 1]
+    assert [len(w) for w in slot_waves(slots, "all")] == [1, 1, 1]
+    assert [len(w) for w in slot_waves(slots, "latency")] == [3]
+
+
+def test_waves_skip_slots_beyond_the_hosts_gpus() -> None:
+    slots = [s.to_dict() for s in assign_slots(64, 8)]
+    plan = plan_waves(slots, "throughput", 63, "fleetbench-r-h")
+    assert [s["name"] for s in plan["skipped"]] == ["slot7"]
+    assert plan["skipped"][0]["status"] == "skipped:gpus"
+    assert len(plan["waves"]) == 1 and len(plan["waves"][0]) == 7
+    assert plan["waves"][0][0]["container"] == "fleetbench-r-h-slot0"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("45m", 2700),
+                                               ("6h", 21600), ("1d", 86400)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_bad_duration() -> None:
+    with pytest.raises(BadInput, match="not a duration"):
+        parse_duration("soon")
+
+
+def _r(role: str, action: str, outcome: str, res: dict[str, object]) -> TaskResult:
+    return TaskResult(host="h", task="t", role=role, action=action, outcome=outcome,
+                      ignored=False, result=res, start="s", end="e")
+
+
+def test_host_outcomes() -> None:
+    failed_preflight = (_r("preflight", "fleetbench_probe", "failed",
+                           {"msg": "compute partition is SPX", "verdict": {"ok": False}}),)
+    assert host_outcome("h", failed_preflight, False).status == "skipped:preflight"
+    locked = (_r("lock", "fleetbench_lock", "failed", {"msg": "in use by run x"}),)
+    assert host_outcome("h", locked, False).status == "skipped:locked"
+    pulled = _r("image", "community.docker.docker_image_pull", "ok",
+                {"image": {"RepoDigests": ["reg/rocm/vllm@sha256:abc"]}})
+    waited = _r("benchmark", "fleetbench_wait", "ok", {"slots": [
+        {"name": "slot0", "status": "ok", "exit_code": 0},
+        {"name": "slot1", "status": "failed:benchmark", "exit_code": 1}]})
+    collected = _r("collect", "ansible.builtin.fetch", "ok", {})
+    verdict = _r("benchmark_verdict", "ansible.builtin.fail", "failed", {"msg": "1 slot failed"})
+    outcome = host_outcome("h", (pulled, waited, collected, verdict), True)
+    assert outcome.status == "failed:benchmark"
+    assert outcome.image_digest == "sha256:abc"
+    assert outcome.slots["slot1"]["status"] == "failed:benchmark"
+    unreachable = _r("benchmark", "fleetbench_wait", "unreachable", {"msg": "ssh: refused"})
+    assert host_outcome("h", (pulled, unreachable), False).status == "unreachable"
+    assert host_outcome("h", (pulled, waited, collected), True).status == "ok"
+    assert host_outcome("h", (pulled,), False).status == "failed:incomplete"
+
+
+def test_image_drift() -> None:
+    assert not image_drift({"a": "sha256:1", "b": "sha256:1", "c": None})
+    assert image_drift({"a": "sha256:1", "b": "sha256:2"})
+
+
+def test_secret_never_shows_itself() -> None:
+    secret = Secret("hf_supersecret")
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % secret):
+        assert "hf_supersecret" not in text
+    assert secret.reveal() == "hf_supersecret"
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+
+
+def test_token_sources(tmp_path: Path) -> None:
+    assert load_hf_token(None, {"HF_TOKEN": " hf_x "}).reveal() == "hf_x"  # type: ignore[union-attr]
+    assert load_hf_token(None, {}) is None
+    token_file = tmp_path / "token"
+    token_file.write_text("hf_file\n")
+    assert load_hf_token(token_file, {}).reveal() == "hf_file"  # type: ignore[union-attr]
+    with pytest.raises(BadInput, match="cannot be read"):
+        load_hf_token(tmp_path / "missing", {})
+
+
+INVENTORY = "all:\n  hosts:\n    gpu-a:\n      ansible_host: 127.0.0.254\n"
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--dtype", "float64"], "--dtype"),
+    (["--scenario", "warmup"], "--scenario"),
+    (["--gpus", "128"], "more than the 64"),
+    (["--gpus", "3", "--model", "Qwen/Qwen2.5-72B-Instruct"], "does not divide"),
+    (["--gpus", "1", "--model", "meta-llama/Llama-3.1-405B-Instruct"], "405B"),
+    (["--model", "/models/llama"], "Hugging Face id"),
+    (["--timeout", "forever"], "not a duration"),
+])
+def test_bad_run_input_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      args: list[str], words: str) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(INVENTORY)
+    runs = tmp_path / "runs"
+    base = {"--model": "meta-llama/Llama-3.1-8B-Instruct", "--gpus": "8"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["run", "-i", str(inventory), "--runs-dir", str(runs)]
+    for flag, value in base.items():
+        argv += [flag, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not runs.exists()
+
+
+def test_gated_model_without_token(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(INVENTORY)
+    assert main(["run", "-i", str(inventory), "--model", "meta-llama/Llama-3.1-8B-Instruct",
+                 "--gpus", "8", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "HF_TOKEN" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unreadable_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert main(["run", "-i", str(tmp_path / "missing.yml"), "--model",
+                 "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "8"]) == 2
+    assert "does not exist" in capsys.readouterr().err
