@@ -100,7 +100,8 @@ def check_fleet(
     fleet = load_fleet(inventory, limit)
 
     def on_result(result: TaskResult) -> None:
-        if on_host is not None and (result.action == PROBE_ACTION or result.outcome == "unreachable"):
+        is_final = result.action == PROBE_ACTION or result.outcome == "unreachable"
+        if on_host is not None and is_final:
             on_host(host_check(result.host, result))
 
     # Probes are independent and light: one fork per host, up to a bound for the controller.

@@ -7,6 +7,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 import yaml
 
 from fleetbench.errors import BadInput
@@ -40,7 +41,7 @@ def load_fleet(inventory: Path, limit: str | None = None) -> Fleet:
     from ansible.parsing.dataloader import DataLoader
 
     # An unparsable inventory must be an error, not a warning and an empty fleet.
-    constants.INVENTORY_UNPARSED_IS_FAILED = True  # type: ignore[attr-defined]
+    constants.INVENTORY_UNPARSED_IS_FAILED = True
     if path.suffix in {".yml", ".yaml"}:
         _check_yaml(path)
     loader = DataLoader()

@@ -10,6 +10,7 @@ then ``playbooks/cleanup.yml`` whatever happened, then unpack the archives and w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -252,7 +253,8 @@ def _token_file(token: Secret | None) -> Iterator[Path | None]:
     if not token:
         yield None
         return
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp folder inside it, see below
+    # /dev/shm is memory, never disk; mkdtemp makes the folder 0700 and unguessable.
     folder = Path(tempfile.mkdtemp(prefix="fleetbench-", dir=shm if shm.is_dir() else None))
     path = folder / "hf_token"
     try:
@@ -280,102 +282,113 @@ def _cancel_on_signals() -> Iterator[Callable[[], bool]]:
             signal.signal(sig, old)
 
 
+def _open_run(request: RunRequest) -> tuple[Path, dict[str, Any]]:
+    """The run directory and manifest: a new one, or the one being resumed."""
+    if request.resume is not None:
+        return request.resume, read_manifest(request.resume)
+    run_id = new_run_id()
+    run_dir = request.runs_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir, {
+        "run_id": run_id, "fleetbench_version": __version__, "created": _utc_now(),
+        "inventory": str(request.fleet.inventory), "plan": request.plan.to_dict(),
+        "hosts": {h: {"status": "pending"} for h in request.fleet.hosts},
+        "attempts": [],
+    }
+
+
+def _play(request: RunRequest, run_id: str, hosts: list[str], *,
+          slots_by_host: Mapping[str, list[dict[str, Any]]], collect_dest: Path,
+          on_result: Callable[[TaskResult], None],
+          on_step: Callable[[str, str], None] | None) -> PlaybookRun:
+    """run.yml, then cleanup.yml whatever happened (a failure, Ctrl-C, SIGTERM)."""
+    limit = ",".join(hosts)
+    forks = min(len(hosts), 100)
+    with _token_file(request.token) as token_path, _cancel_on_signals() as cancel:
+        extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
+        extravars["benchmark_hf_token_file"] = str(token_path or "")
+        try:
+            return run_playbook(
+                "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
+                on_result=on_result, on_task_start=on_step, cancel=cancel,
+            )
+        finally:
+            run_playbook("cleanup", request.fleet.inventory, limit=limit,
+                         extravars={"fleetbench_run_id": run_id}, forks=forks)
+
+
+def _record_host(host: str, run: PlaybookRun | None, hosts_dir: Path,
+                 previous: Mapping[str, Any]) -> HostOutcome:
+    """Unpack what was fetched from ``host`` and judge how it ended."""
+    archive = hosts_dir / f"{host}.tar.gz"
+    fetched = archive.exists()
+    if fetched:
+        unpack_archive(archive, hosts_dir / host)
+    outcome = host_outcome(host, run.for_host(host) if run else (), fetched)
+    if run is not None and run.status == "canceled" and not fetched and outcome.status in {
+            "ok", "failed:incomplete"}:
+        outcome = dataclasses.replace(outcome, status="failed:interrupted",
+                                      reason="the run was interrupted")
+    # A resumed host keeps the slots that finished before.
+    outcome = dataclasses.replace(outcome, slots={**previous.get("slots", {}), **outcome.slots})
+    if outcome.preflight is not None:
+        host_dir = hosts_dir / host
+        host_dir.mkdir(exist_ok=True)
+        (host_dir / "preflight.json").write_text(json.dumps(outcome.preflight, indent=2))
+        (host_dir / "partition.json").write_text(
+            json.dumps(outcome.preflight.get("partition", {}), indent=2))
+    return outcome
+
+
 def execute(
     request: RunRequest,
     *,
     on_step: Callable[[str, str], None] | None = None,
     on_host: Callable[[str, str, str], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Run the plan on the fleet; returns the run directory and its manifest."""
-    if request.resume is not None:
-        run_dir = request.resume
-        manifest = read_manifest(run_dir)
-        run_id = manifest["run_id"]
-    else:
-        run_id = new_run_id()
-        run_dir = request.runs_dir / run_id
-        run_dir.mkdir(parents=True, exist_ok=False)
-        manifest = {
-            "run_id": run_id, "fleetbench_version": __version__, "created": _utc_now(),
-            "inventory": str(request.fleet.inventory), "plan": request.plan.to_dict(),
-            "hosts": {h: {"status": "pending"} for h in request.fleet.hosts},
-            "attempts": [],
-        }
-    (run_dir / "hosts").mkdir(exist_ok=True)
+    """Run the plan on the fleet; returns the run directory and its manifest.
+
+    ``on_step(host, task)`` reports progress; ``on_host(host, status, reason)`` a host's end.
+    """
+    run_dir, manifest = _open_run(request)
+    hosts_dir = run_dir / "hosts"
+    hosts_dir.mkdir(exist_ok=True)
     hosts = [h for h in request.fleet.hosts if manifest["hosts"].get(h, {}).get("status") != "ok"]
     slots_all = [s.to_dict() for s in assign_slots(
         DEFAULT_PLANNED_GPUS, request.plan.gpus,
         request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))]
     slots_by_host = {h: _slots_to_run(manifest["hosts"].get(h, {}), slots_all) for h in hosts}
-    attempt = {"started": _utc_now(), "hosts": hosts}
+    attempt: dict[str, Any] = {"started": _utc_now(), "hosts": hosts}
     manifest["attempts"].append(attempt)
     write_manifest(run_dir, manifest)
-    collect_dest = run_dir / "hosts"
 
     def on_result(result: TaskResult) -> None:
         if on_host and result.outcome in {"failed", "unreachable"} and not result.ignored:
-            step = _step_of(result)
             label = ("unreachable" if result.outcome == "unreachable"
-                     else _failure_status(step, result))
-            on_host(result.host, label, result.message.splitlines()[0] if result.message else "")
+                     else _failure_status(_step_of(result), result))
+            on_host(result.host, label, _first_line(result.message))
 
-    def on_task_start(host: str, task: str) -> None:
-        if on_step:
-            on_step(host, task)
-
-    canceled = False
-    run: PlaybookRun | None = None
-    if hosts:
-        limit = ",".join(hosts)
-        with _token_file(request.token) as token_path, _cancel_on_signals() as cancel:
-            extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
-            extravars["benchmark_hf_token_file"] = str(token_path or "")
-            try:
-                run = run_playbook(
-                    "run", request.fleet.inventory, limit=limit, extravars=extravars,
-                    forks=min(len(hosts), 100), on_result=on_result,
-                    on_task_start=on_task_start, cancel=cancel,
-                )
-                canceled = run.status == "canceled"
-            finally:
-                # Whatever happened (a failure, Ctrl-C, SIGTERM): remove containers, token, lock.
-                run_playbook("cleanup", request.fleet.inventory, limit=limit,
-                             extravars={"fleetbench_run_id": run_id},
-                             forks=min(len(hosts), 100))
-
+    run = _play(request, manifest["run_id"], hosts, slots_by_host=slots_by_host,
+                collect_dest=hosts_dir, on_result=on_result, on_step=on_step) if hosts else None
     for host in hosts:
-        archive = collect_dest / f"{host}.tar.gz"
-        fetched = archive.exists()
-        if fetched:
-            unpack_archive(archive, collect_dest / host)
-        results = run.for_host(host) if run else ()
-        outcome = host_outcome(host, results, fetched)
-        if canceled and outcome.status in {"ok", "failed:incomplete"} and not fetched:
-            outcome = HostOutcome(**{**outcome.__dict__, "status": "failed:interrupted",
-                                     "reason": "the run was interrupted"})
-        previous = manifest["hosts"].get(host, {})
-        entry = outcome.to_dict()
-        entry["slots"] = {**previous.get("slots", {}), **outcome.slots}
-        manifest["hosts"][host] = entry
-        if outcome.preflight is not None:
-            host_dir = collect_dest / host
-            host_dir.mkdir(exist_ok=True)
-            (host_dir / "preflight.json").write_text(json.dumps(outcome.preflight, indent=2))
-            (host_dir / "partition.json").write_text(
-                json.dumps(outcome.preflight.get("partition", {}), indent=2))
+        outcome = _record_host(host, run, hosts_dir, manifest["hosts"].get(host, {}))
+        manifest["hosts"][host] = outcome.to_dict()
         if on_host:
-            on_host(host, outcome.status, outcome.reason.splitlines()[0] if outcome.reason else "")
+            on_host(host, outcome.status, _first_line(outcome.reason))
 
     digests = {h: e.get("image_digest") for h, e in manifest["hosts"].items()}
     manifest["image"] = {"digests": digests, "drift": image_drift(digests)}
     commits = {h: e.get("mad_commit") for h, e in manifest["hosts"].items()}
     manifest["mad"] = {"commits": commits, "drift": len({c for c in commits.values() if c}) > 1}
-    attempt["finished"] = _utc_now()
-    attempt["canceled"] = canceled
-    manifest["finished"] = attempt["finished"]
+    attempt["finished"] = manifest["finished"] = _utc_now()
+    attempt["canceled"] = run is not None and run.status == "canceled"
     manifest["summary"] = summarize(manifest)
     write_manifest(run_dir, manifest)
     return run_dir, manifest
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 def _slots_to_run(previous: Mapping[str, Any], slots_all: list[dict[str, Any]]

@@ -97,7 +97,7 @@ def test_image_drift() -> None:
 
 def test_secret_never_shows_itself() -> None:
     secret = Secret("hf_supersecret")
-    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % secret):
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "{}".format(secret)):  # noqa: UP032
         assert "hf_supersecret" not in text
     assert secret.reveal() == "hf_supersecret"
     with pytest.raises(TypeError):

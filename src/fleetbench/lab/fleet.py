@@ -150,8 +150,7 @@ def read_bench_env(host_dir: Path) -> dict[str, str]:
     path = host_dir / "bench.env"
     if not path.exists():
         return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 def write_bench_env(host_dir: Path, values: Mapping[str, str]) -> None:
@@ -193,7 +192,9 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
             "ansible_host": host.address,
             "fleetbench_sysfs_root": str(host_dir / "root"),
             "fleetbench_rocm_path": str(host_dir / "root" / "opt" / "rocm"),
-            "fleetbench_container_volumes": [f"{host_dir / 'bench.env'}:/fleetbench-lab/bench.env:ro"],
+            "fleetbench_container_volumes": [
+                f"{host_dir / 'bench.env'}:/fleetbench-lab/bench.env:ro"
+            ],
             "fleetbench_work_dir": str(host_dir / "work"),
         }
     return {
@@ -297,7 +298,7 @@ def _delete_from_registry(ref: str) -> None:
     registry, rest = ref.split("/", 1)
     repository, tag = rest.rsplit(":", 1)
     accept = "application/vnd.docker.distribution.manifest.v2+json"
-    head = urllib.request.Request(  # noqa: S310 - the lab registry on loopback
+    head = urllib.request.Request(
         f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
         headers={"Accept": accept},
     )
@@ -305,7 +306,7 @@ def _delete_from_registry(ref: str) -> None:
         with urllib.request.urlopen(head, timeout=5) as response:  # noqa: S310
             digest = response.headers.get("Docker-Content-Digest")
         if digest:
-            delete = urllib.request.Request(  # noqa: S310
+            delete = urllib.request.Request(
                 f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE"
             )
             urllib.request.urlopen(delete, timeout=5).close()  # noqa: S310

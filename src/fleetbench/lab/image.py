@@ -34,9 +34,7 @@ def _shared_libraries(binary: str) -> list[str]:
     listing = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True)
     libs: list[str] = []
     for line in listing.stdout.splitlines():
-        if "=>" in line:
-            line = line.split("=>", 1)[1]
-        match = _LDD_PATH.search(line)
+        match = _LDD_PATH.search(line.split("=>", 1)[-1])
         if match:
             libs.append(match.group(1))
     return libs

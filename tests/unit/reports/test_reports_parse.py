@@ -133,36 +133,36 @@ JSON_FILES = [
 # (file, index of the record, the record) — values read off the files by hand.
 # fmt: off
 EXPECTED_RECORDS = [
-    (B_PERF, 0, Record(LLAMA, "latency", 1, 1, None, None, 128, 1, "float16", "latency", 22.506999999999998, "ms")),  # noqa: E501
-    (B_PERF, 18, Record(LLAMA, "latency", 1, 1, None, None, 1, 128, "float16", "latency", 1570.002, "ms")),  # noqa: E501
-    (B_PERF, 27, Record(LLAMA, "throughput", 1, None, 30000, None, 128, 128, "float16", "throughput", 16191.0, "tok/s")),  # noqa: E501
-    (B_LAT, 36, Record(LLAMA, "latency", 1, 1, None, None, 1, 128, "float16", "latency", 1570.002, "ms")),  # noqa: E501
-    (B_LAT, 37, Record(LLAMA, "latency", 1, 1, None, None, 1, 128, "float16", "latency_per_token", 12.265640625, "ms")),  # noqa: E501
-    (B_THR, 2, Record(LLAMA, "throughput", 1, None, 3000, None, 2048, 128, "float16", "throughput_total", 56308.0, "tok/s")),  # noqa: E501
-    (B_THR, 3, Record(LLAMA, "throughput", 1, None, 3000, None, 2048, 128, "float16", "throughput_gen", 3312.0, "tok/s")),  # noqa: E501
-    (C_PERF, 36, Record(LLAMA, "throughput", 1, None, 4000, None, 128, 128, "float16", "throughput", 7576.0, "tok/s")),  # noqa: E501
-    (C_LAT, 70, Record(LLAMA, "latency", 1, 256, None, None, 2048, 128, "float16", "latency", 9000.72, "ms")),  # noqa: E501
-    (C_LAT, 71, Record(LLAMA, "latency", 1, 256, None, None, 2048, 128, "float16", "latency_per_token", 70.318125, "ms")),  # noqa: E501
-    (C_THR, 0, Record(LLAMA, "throughput", 1, None, 4000, None, 128, 128, "float16", "throughput_total", 15152.0, "tok/s")),  # noqa: E501
-    (D_PERF, 16, Record(LLAMA, "throughput", 1, None, 4000, None, 128, 128, "float16", "throughput_gen", 7576.0, "tok/s")),  # noqa: E501
-    (D_PERF, 20, Record(LLAMA, "serving", 1, None, 252, 128, 128, 128, "float16", "throughput_total", 20300.0, "tok/s")),  # noqa: E501
-    (D_PERF, 34, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "ttft_median", 224.8, "ms")),  # noqa: E501
-    (D_LAT, 16, Record(LLAMA, "latency", 1, 1, None, None, 128, 2048, "float16", "latency", 24970.32, "ms")),  # noqa: E501
-    (D_LAT, 17, Record(LLAMA, "latency", 1, 1, None, None, 128, 2048, "float16", "latency_per_token", 12.1925390625, "ms")),  # noqa: E501
-    (D_SRV, 12, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "throughput_total", 146313.0, "tok/s")),  # noqa: E501
-    (D_SRV, 14, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "ttft_median", 224.8, "ms")),  # noqa: E501
-    (D_SRV, 17, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "e2el_median", 1903.6384, "ms")),  # noqa: E501
-    (D_THR, 3, Record(LLAMA, "throughput", 1, None, 3000, None, 128, 2048, "float16", "throughput_gen", 8879.0, "tok/s")),  # noqa: E501
-    (E_SRV, 30, Record("Llama-3.3-70B-Instruct", "serving", 8, None, 320, 32, 128, 2048, "float16", "throughput_total", 4438.797919058489, "tok/s")),  # noqa: E501
-    (E_SRV, 34, Record("Llama-3.3-70B-Instruct", "serving", 8, None, 320, 32, 128, 2048, "float16", "e2el_median", 15687.1264, "ms")),  # noqa: E501
-    (E_THR, 5, Record("Llama-3.3-70B-Instruct", "throughput", 8, None, 1024, None, 2048, 128, "float16", "throughput_gen", 3057.0, "tok/s")),  # noqa: E501
-    (F_DS, 0, Record("DeepSeek-R1-0528", "serving", 8, None, 10, 1, 1024, 1024, "auto", "throughput_total", 308.00280932249905, "tok/s")),  # noqa: E501
-    (F_DS, 9, Record("DeepSeek-R1-0528", "serving", 8, None, 80, 8, 1024, 1024, "auto", "e2el_median", 7011.8208, "ms")),  # noqa: E501
-    (F_LLAMA, 2, Record("Llama-3.1-8B-Instruct-FP8-KV", "throughput", 1, None, 10, None, 128, 128, "float16", "throughput_total", 496.4704057094097, "tok/s")),  # noqa: E501
-    (MAD_PERF, 18, Record(LLAMA, "latency", 1, 1, None, None, 128, 128, "float16", "latency", 1570.32, "ms")),  # noqa: E501
-    (MAD_PERF, 37, Record(LLAMA, "throughput", 1, None, 3000, None, 2048, 128, "float16", "throughput", 3312.0, "tok/s")),  # noqa: E501
-    (MADENGINE_PERF, 0, Record("DeepSeek-R1-0528", "serving", 8, None, 10, 1, 1024, 1024, "auto", "throughput_total", 308.00280932249905, "tok/s")),  # noqa: E501
-    (MADENGINE_PERF, 19, Record("DeepSeek-R1-0528", "serving", 8, None, 1280, 128, 1024, 1024, "auto", "e2el_median", 13226.6208, "ms")),  # noqa: E501
+    (B_PERF, 0, Record(LLAMA, "latency", 1, 1, None, None, 128, 1, "float16", "latency", 22.506999999999998, "ms")),
+    (B_PERF, 18, Record(LLAMA, "latency", 1, 1, None, None, 1, 128, "float16", "latency", 1570.002, "ms")),
+    (B_PERF, 27, Record(LLAMA, "throughput", 1, None, 30000, None, 128, 128, "float16", "throughput", 16191.0, "tok/s")),
+    (B_LAT, 36, Record(LLAMA, "latency", 1, 1, None, None, 1, 128, "float16", "latency", 1570.002, "ms")),
+    (B_LAT, 37, Record(LLAMA, "latency", 1, 1, None, None, 1, 128, "float16", "latency_per_token", 12.265640625, "ms")),
+    (B_THR, 2, Record(LLAMA, "throughput", 1, None, 3000, None, 2048, 128, "float16", "throughput_total", 56308.0, "tok/s")),
+    (B_THR, 3, Record(LLAMA, "throughput", 1, None, 3000, None, 2048, 128, "float16", "throughput_gen", 3312.0, "tok/s")),
+    (C_PERF, 36, Record(LLAMA, "throughput", 1, None, 4000, None, 128, 128, "float16", "throughput", 7576.0, "tok/s")),
+    (C_LAT, 70, Record(LLAMA, "latency", 1, 256, None, None, 2048, 128, "float16", "latency", 9000.72, "ms")),
+    (C_LAT, 71, Record(LLAMA, "latency", 1, 256, None, None, 2048, 128, "float16", "latency_per_token", 70.318125, "ms")),
+    (C_THR, 0, Record(LLAMA, "throughput", 1, None, 4000, None, 128, 128, "float16", "throughput_total", 15152.0, "tok/s")),
+    (D_PERF, 16, Record(LLAMA, "throughput", 1, None, 4000, None, 128, 128, "float16", "throughput_gen", 7576.0, "tok/s")),
+    (D_PERF, 20, Record(LLAMA, "serving", 1, None, 252, 128, 128, 128, "float16", "throughput_total", 20300.0, "tok/s")),
+    (D_PERF, 34, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "ttft_median", 224.8, "ms")),
+    (D_LAT, 16, Record(LLAMA, "latency", 1, 1, None, None, 128, 2048, "float16", "latency", 24970.32, "ms")),
+    (D_LAT, 17, Record(LLAMA, "latency", 1, 1, None, None, 128, 2048, "float16", "latency_per_token", 12.1925390625, "ms")),
+    (D_SRV, 12, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "throughput_total", 146313.0, "tok/s")),
+    (D_SRV, 14, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "ttft_median", 224.8, "ms")),
+    (D_SRV, 17, Record(LLAMA, "serving", 1, None, 252, 128, 2048, 128, "float16", "e2el_median", 1903.6384, "ms")),
+    (D_THR, 3, Record(LLAMA, "throughput", 1, None, 3000, None, 128, 2048, "float16", "throughput_gen", 8879.0, "tok/s")),
+    (E_SRV, 30, Record("Llama-3.3-70B-Instruct", "serving", 8, None, 320, 32, 128, 2048, "float16", "throughput_total", 4438.797919058489, "tok/s")),
+    (E_SRV, 34, Record("Llama-3.3-70B-Instruct", "serving", 8, None, 320, 32, 128, 2048, "float16", "e2el_median", 15687.1264, "ms")),
+    (E_THR, 5, Record("Llama-3.3-70B-Instruct", "throughput", 8, None, 1024, None, 2048, 128, "float16", "throughput_gen", 3057.0, "tok/s")),
+    (F_DS, 0, Record("DeepSeek-R1-0528", "serving", 8, None, 10, 1, 1024, 1024, "auto", "throughput_total", 308.00280932249905, "tok/s")),
+    (F_DS, 9, Record("DeepSeek-R1-0528", "serving", 8, None, 80, 8, 1024, 1024, "auto", "e2el_median", 7011.8208, "ms")),
+    (F_LLAMA, 2, Record("Llama-3.1-8B-Instruct-FP8-KV", "throughput", 1, None, 10, None, 128, 128, "float16", "throughput_total", 496.4704057094097, "tok/s")),
+    (MAD_PERF, 18, Record(LLAMA, "latency", 1, 1, None, None, 128, 128, "float16", "latency", 1570.32, "ms")),
+    (MAD_PERF, 37, Record(LLAMA, "throughput", 1, None, 3000, None, 2048, 128, "float16", "throughput", 3312.0, "tok/s")),
+    (MADENGINE_PERF, 0, Record("DeepSeek-R1-0528", "serving", 8, None, 10, 1, 1024, 1024, "auto", "throughput_total", 308.00280932249905, "tok/s")),
+    (MADENGINE_PERF, 19, Record("DeepSeek-R1-0528", "serving", 8, None, 1280, 128, 1024, 1024, "auto", "e2el_median", 13226.6208, "ms")),
 ]
 # fmt: on
 
