@@ -165,7 +165,7 @@ def _parse_rocminfo(content: Sequence[str]) -> PartitionReading:
 def read_file(path: Path) -> str:
     """The text of ``path`` (``-`` is stdin); BadInput when it cannot be read."""
     if str(path) == "-":
-        import sys  # noqa: PLC0415 - only the stdin case needs it
+        import sys
 
         return sys.stdin.read()
     try:
