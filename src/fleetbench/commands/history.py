@@ -1,0 +1,102 @@
+"""``fleetbench history [--db DB] [--model M] [--host H] [--metric M] [--limit N] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fleetbench.history import (
+    StoredRun,
+    TrendPoint,
+    default_history_path,
+    list_runs,
+    trends,
+)
+from fleetbench.reports.records import METRIC_UNITS, METRICS, SCENARIOS, Configuration
+from fleetbench.reports.render import format_number
+from fleetbench.reports.stats import describe, short_label
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``history`` sub-command."""
+    parser = sub.add_parser(
+        "history",
+        help="trends across reported runs (from the history database)",
+        description="Per run (the latest --limit runs, oldest first) the fleet median of every "
+        "configuration, or with --host the median of that host's slots. Runs enter the "
+        "database when `fleetbench report build` (or `fleetbench run`) builds their report.",
+    )
+    parser.add_argument("--db", type=Path,
+                        help=f"history database (default {default_history_path()})")
+    parser.add_argument("--model", help="only this model (report name or Hugging Face id)")
+    parser.add_argument("--host", help="medians of this host's slots instead of the fleet's")
+    parser.add_argument("--metric", choices=METRICS, metavar="METRIC",
+                        help=f"only this metric ({', '.join(METRICS)})")
+    parser.add_argument("--scenario", choices=SCENARIOS, help="only this scenario")
+    parser.add_argument("--limit", type=int, default=10, metavar="N",
+                        help="how many of the latest runs (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the trend points as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the trends; 0 (an empty selection is not an error), 2 on a bad database."""
+    db = args.db or default_history_path()
+    points = trends(db, model=args.model, host=args.host, metric=args.metric,
+                    scenario=args.scenario, limit=args.limit)
+    runs = {r.run_id: r for r in list_runs(db, model=args.model)}
+    if args.json:
+        run_ids = list(dict.fromkeys(p.run_id for p in points))
+        print(json.dumps({
+            "db": str(db),
+            "host": args.host,
+            "runs": [_run_dict(runs[r]) for r in run_ids if r in runs],
+            "points": [p.to_dict() for p in points],
+        }, indent=2))
+        return 0
+    console = Console()
+    if not points:
+        console.print(f"no stored results match in {db}", markup=False, highlight=False)
+        return 0
+    console.print(render_table(points, runs, args.host))
+    return 0
+
+
+def _run_dict(stored: StoredRun) -> dict[str, object]:
+    return {"run_id": stored.run_id, "created": stored.created, "model": stored.model,
+            "dtype": stored.dtype, "scenario": stored.scenario,
+            "gate_failed": stored.gate_failed, "run_dir": stored.run_dir}
+
+
+def render_table(points: list[TrendPoint], runs: dict[str, StoredRun], host: str | None
+                 ) -> Table:
+    """Configurations down, runs across (oldest first), medians in the cells."""
+    run_ids = list(dict.fromkeys(p.run_id for p in points))
+    whose = f"median of {host}'s slots" if host else "fleet median"
+    models = {(p.configuration[0], p.configuration[8]) for p in points}
+    # One model and dtype (the usual case): name them once, in the title.
+    label = short_label if len(models) == 1 else describe
+    about = " ".join(next(iter(models))) + " — " if len(models) == 1 else ""
+    table = Table(title=f"fleetbench history — {escape(about)}{whose} per configuration")
+    table.add_column("configuration", overflow="fold", min_width=16)
+    table.add_column("unit", no_wrap=True)
+    for run_id in run_ids:
+        stored = runs.get(run_id)
+        gate = "" if stored is None else "\n[red]gate failed[/]" if stored.gate_failed else \
+            "\n[green]gate ok[/]"
+        # The id's "-" lets a narrow terminal fold it onto two lines.
+        table.add_column(f"{escape(run_id)}{gate}", justify="right", overflow="fold")
+    cells: dict[Configuration, dict[str, str]] = defaultdict(dict)
+    for point in points:
+        cells[point.configuration][point.run_id] = (
+            format_number(point.median) if point.median is not None else "[red]failed[/]")
+    for configuration, by_run in cells.items():
+        table.add_row(escape(label(configuration)), METRIC_UNITS[configuration[-1]],
+                      *(by_run.get(run_id, "–") for run_id in run_ids))
+    return table

@@ -1,0 +1,299 @@
+"""The history database: every reported run's records in SQLite, for baselines and trends.
+
+Where it lives (:func:`default_history_path`): ``$FLEETBENCH_HISTORY``, else
+``$XDG_STATE_HOME/fleetbench/history.sqlite``, else
+``~/.local/state/fleetbench/history.sqlite``.
+
+Tables: ``runs`` (one row per run: id, times, model, dtype, scenario, gate verdict),
+``hosts`` (status and facts per host of a run) and ``records`` (one row per host, slot,
+configuration and metric, value null for a failed measurement). Storing a run again (a
+report rebuilt) replaces its rows in one transaction, so the database never holds a run
+twice or half.
+
+Two runs are *comparable* when they benchmarked the same model with the same dtype and
+the same scenario selection (``all``, ``latency``…); the previous comparable run is the
+default baseline of ``fleetbench report build``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetbench.errors import BadInput
+from fleetbench.reports.fleet import FleetRun, HostRecord, model_name
+from fleetbench.reports.records import CONFIGURATION_KEYS, Configuration, Record
+
+SCHEMA_VERSION = 1
+#: Runs shown in the HTML report's trends (the current one included).
+TREND_RUNS = 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    created     TEXT,
+    finished    TEXT,
+    model       TEXT NOT NULL,
+    dtype       TEXT NOT NULL,
+    scenario    TEXT NOT NULL,
+    run_dir     TEXT,
+    gate_failed INTEGER NOT NULL,
+    stored      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    run_id       TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    host         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    reason       TEXT,
+    image_digest TEXT,
+    mad_commit   TEXT,
+    compute_partition TEXT,
+    memory_partition  TEXT,
+    PRIMARY KEY (run_id, host)
+);
+CREATE TABLE IF NOT EXISTS records (
+    run_id          TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    host            TEXT NOT NULL,
+    slot            TEXT NOT NULL,
+    model           TEXT NOT NULL,
+    scenario        TEXT NOT NULL,
+    tp              INTEGER NOT NULL,
+    batch_size      INTEGER,
+    num_prompts     INTEGER,
+    max_concurrency INTEGER,
+    input_len       INTEGER NOT NULL,
+    output_len      INTEGER NOT NULL,
+    dtype           TEXT NOT NULL,
+    metric          TEXT NOT NULL,
+    value           REAL,
+    unit            TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_run ON records(run_id);
+CREATE INDEX IF NOT EXISTS runs_comparable ON runs(model, dtype, scenario, created);
+"""
+_RECORD_COLUMNS = ("run_id", "host", "slot", *CONFIGURATION_KEYS, "value", "unit")
+
+
+def default_history_path() -> Path:
+    """Where the history lives: ``$FLEETBENCH_HISTORY``, else under ``$XDG_STATE_HOME``."""
+    explicit = os.environ.get("FLEETBENCH_HISTORY")
+    if explicit:
+        return Path(explicit).expanduser()
+    state = os.environ.get("XDG_STATE_HOME")
+    base = Path(state).expanduser() if state else Path.home() / ".local" / "state"
+    return base / "fleetbench" / "history.sqlite"
+
+
+@contextmanager
+def connect(db: Path, *, create: bool = True) -> Iterator[sqlite3.Connection]:
+    """An open connection with the schema in place; BadInput when ``db`` is not usable."""
+    db = Path(db)
+    if not create and not db.is_file():
+        raise BadInput(f"no history database at {db} — build a report first "
+                       "(`fleetbench report build RUN`) or pass --db")
+    try:
+        if create:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(db)
+    except (OSError, sqlite3.Error) as exc:
+        raise BadInput(f"cannot open the history database {db} ({exc}) — "
+                       "pass another path (--history/--db) or --no-history") from None
+    with closing(connection):
+        try:
+            connection.execute("PRAGMA foreign_keys = ON")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise BadInput(f"{db} was written by a newer fleetbench (schema {version}) — "
+                               "upgrade fleetbench or use another database")
+            connection.executescript(_SCHEMA)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise BadInput(f"{db} is not a fleetbench history database ({exc}) — "
+                           "pass another path (--history/--db)") from None
+        yield connection
+
+
+def store_run(db: Path, run: FleetRun, *, gate_failed: bool) -> None:
+    """Store a run's hosts and records, replacing whatever the database held for it."""
+    stored = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with connect(db) as connection, connection:
+        # The transaction (``with connection``) makes the replacement all or nothing.
+        connection.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
+        connection.execute(
+            "INSERT INTO runs (run_id, created, finished, model, dtype, scenario, run_dir,"
+            " gate_failed, stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run.run_id, run.created, run.finished, run.model, run.dtype, run.scenario,
+             str(run.run_dir), int(gate_failed), stored),
+        )
+        connection.executemany(
+            "INSERT INTO hosts (run_id, host, status, reason, image_digest, mad_commit,"
+            " compute_partition, memory_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run.run_id, h.name, h.status, h.reason, h.image_digest, h.mad_commit,
+              h.compute_partition, h.memory_partition) for h in run.hosts],
+        )
+        marks = ", ".join("?" * len(_RECORD_COLUMNS))
+        connection.executemany(
+            f"INSERT INTO records ({', '.join(_RECORD_COLUMNS)}) VALUES ({marks})",  # noqa: S608
+            [(run.run_id, row.host, row.slot, *row.record.configuration, row.record.value,
+              row.record.unit) for row in run.rows],
+        )
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One row of the ``runs`` table."""
+
+    run_id: str
+    created: str | None
+    model: str
+    dtype: str
+    scenario: str
+    gate_failed: bool
+    run_dir: str | None
+
+
+def list_runs(db: Path, *, model: str | None = None) -> list[StoredRun]:
+    """Stored runs, oldest first (optionally of one model: report name or Hugging Face id)."""
+    query = "SELECT run_id, created, model, dtype, scenario, gate_failed, run_dir FROM runs"
+    params: tuple[Any, ...] = ()
+    if model:
+        query += " WHERE model = ?"
+        params = (model_name(model),)
+    with connect(db, create=False) as connection:
+        rows = connection.execute(query + " ORDER BY created, run_id", params).fetchall()
+    return [StoredRun(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+
+
+def previous_comparable_run(db: Path, run: FleetRun | str) -> str | None:
+    """The latest stored run before ``run`` with the same model, dtype and scenario.
+
+    ``run`` is a :class:`FleetRun` or the id of a stored run. Runs without any record
+    are no baseline and are passed over.
+    """
+    if not Path(db).is_file():
+        if isinstance(run, str):
+            raise BadInput(f"no history database at {db} — build a report first")
+        return None
+    with connect(db, create=False) as connection:
+        if isinstance(run, str):
+            row = connection.execute(
+                "SELECT run_id, created, model, dtype, scenario FROM runs WHERE run_id = ?",
+                (run,),
+            ).fetchone()
+            if row is None:
+                raise BadInput(f"run {run} is not in the history database {db} — "
+                               "build its report first")
+            run_id, created, model, dtype, scenario = row
+        else:
+            run_id, created, model, dtype, scenario = (
+                run.run_id, run.created, run.model, run.dtype, run.scenario)
+        found = connection.execute(
+            "SELECT run_id FROM runs WHERE model = ? AND dtype = ? AND scenario = ?"
+            " AND run_id != ? AND (coalesce(created, ''), run_id) < (coalesce(?, ''), ?)"
+            " AND EXISTS (SELECT 1 FROM records WHERE records.run_id = runs.run_id)"
+            " ORDER BY created DESC, run_id DESC LIMIT 1",
+            (model, dtype, scenario, run_id, created, run_id),
+        ).fetchone()
+    return None if found is None else str(found[0])
+
+
+def load_rows(db: Path, run_id: str) -> list[HostRecord]:
+    """The stored records of one run as :class:`HostRecord` rows."""
+    with connect(db, create=False) as connection:
+        rows = connection.execute(
+            f"SELECT {', '.join(_RECORD_COLUMNS[1:])} FROM records WHERE run_id = ?"  # noqa: S608
+            " ORDER BY rowid",
+            (run_id,),
+        ).fetchall()
+    keys = _RECORD_COLUMNS[3:]
+    return [HostRecord(r[0], r[1], Record.from_dict(dict(zip(keys, r[2:], strict=True))))
+            for r in rows]
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """The median of one configuration in one run: of the fleet, or of one host's slots."""
+
+    run_id: str
+    created: str | None
+    configuration: Configuration
+    median: float | None
+    count: int
+    host: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"run_id": self.run_id, "created": self.created, "host": self.host,
+                **dict(zip(CONFIGURATION_KEYS, self.configuration, strict=True)),
+                "median": self.median, "count": self.count}
+
+
+def trends(
+    db: Path,
+    *,
+    model: str | None = None,
+    host: str | None = None,
+    metric: str | None = None,
+    scenario: str | None = None,
+    limit: int = 10,
+    comparable_to: FleetRun | None = None,
+) -> list[TrendPoint]:
+    """Per run (the ``limit`` latest, oldest first) the median of each configuration.
+
+    The fleet median, or with ``host`` the median of that host's slots. ``comparable_to``
+    keeps only runs comparable with that run (and not after it).
+    """
+    if limit < 1:
+        raise BadInput(f"--limit {limit}: give at least 1")
+    where = ["1 = 1"]
+    params: list[Any] = []
+    if model:
+        where.append("runs.model = ?")
+        params.append(model_name(model))
+    if comparable_to is not None:
+        where.append("runs.model = ? AND runs.dtype = ? AND runs.scenario = ?"
+                     " AND (coalesce(runs.created, ''), runs.run_id) <= (coalesce(?, ''), ?)")
+        params += [comparable_to.model, comparable_to.dtype, comparable_to.scenario,
+                   comparable_to.created, comparable_to.run_id]
+    with connect(db, create=comparable_to is not None) as connection:
+        run_rows: Sequence[tuple[str, str | None]] = connection.execute(
+            f"SELECT run_id, created FROM runs WHERE {' AND '.join(where)}"  # noqa: S608
+            " ORDER BY created DESC, run_id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        runs = list(reversed(run_rows))
+        record_where = ["run_id = ?"]
+        extra: list[Any] = []
+        for column, value in (("host", host), ("metric", metric), ("scenario", scenario)):
+            if value:
+                record_where.append(f"{column} = ?")
+                extra.append(value)
+        points: list[TrendPoint] = []
+        for run_id, created in runs:
+            values: dict[Configuration, list[float]] = defaultdict(list)
+            seen: dict[Configuration, None] = {}
+            for row in connection.execute(
+                f"SELECT {', '.join(CONFIGURATION_KEYS)}, value FROM records"  # noqa: S608
+                f" WHERE {' AND '.join(record_where)} ORDER BY rowid",
+                (run_id, *extra),
+            ):
+                configuration: Configuration = tuple(row[:-1])
+                seen[configuration] = None
+                if row[-1] is not None:
+                    values[configuration].append(float(row[-1]))
+            points.extend(
+                TrendPoint(run_id, created, configuration,
+                           statistics.median(values[configuration])
+                           if values[configuration] else None,
+                           len(values[configuration]), host)
+                for configuration in seen
+            )
+    return points

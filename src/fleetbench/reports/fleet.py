@@ -1,0 +1,303 @@
+"""The fleet report of a run directory: every host's records in one canonical table.
+
+:func:`collect_run` reads ``manifest.json``, each host's ``preflight.json`` and every MAD
+report under ``hosts/<host>/slot<k>/`` into a :class:`FleetRun`: one :class:`HostRecord`
+(host, slot, canonical record) per measured metric. :mod:`fleetbench.reports.stats`
+compares them; :func:`fleetbench.reports.render.build_report` is the whole
+``fleetbench report build``.
+
+A slot folder holds the same measurements twice: MAD's summary ``*_report.csv`` files and
+``perf_<name>.csv`` (eras B/C even name the throughput metric differently there). Per
+slot and scenario the summary reports win; perf files are read only for scenarios no
+summary report covers (e.g. era F, which writes nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetbench.errors import BadInput
+from fleetbench.reports.parse import (
+    BENCHMARK_CSV,
+    SUMMARY_REPORT,
+    MalformedReport,
+    detect_format,
+    parse_tree,
+)
+from fleetbench.reports.records import Configuration, Record, latest_per_configuration
+
+MANIFEST = "manifest.json"
+#: Host statuses whose benchmark ran, so a result they lack is a missing result.
+RAN_STATUSES = frozenset({"ok", "failed:benchmark"})
+# Reports outside any slot folder (a hand-collected host) belong to this slot.
+HOST_LEVEL_SLOT = "host"
+
+_SLOT_DIR = re.compile(r"^slot\d+$")
+_WIDE_FORMATS = frozenset({SUMMARY_REPORT, BENCHMARK_CSV})
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """One canonical record measured on one slot of one host."""
+
+    host: str
+    slot: str
+    record: Record
+
+    @property
+    def member(self) -> str:
+        """``host/slot``: the unit the fleet is compared by."""
+        return f"{self.host}/{self.slot}"
+
+    @property
+    def configuration(self) -> Configuration:
+        """The record's configuration and metric."""
+        return self.record.configuration
+
+    def to_dict(self) -> dict[str, Any]:
+        """``host``, ``slot`` and the §4 record keys."""
+        return {"host": self.host, "slot": self.slot, **self.record.to_dict()}
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    """How one GPU slot of a host ended (the manifest's ``slots`` entry)."""
+
+    name: str
+    status: str
+    hip_visible_devices: str | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    summary: str = ""
+
+    @property
+    def ran(self) -> bool:
+        """True unless the slot was never started (``skipped:…``)."""
+        return not self.status.startswith("skipped")
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """One host of a run: its final status and what preflight found."""
+
+    name: str
+    status: str
+    reason: str = ""
+    slots: tuple[SlotInfo, ...] = ()
+    image_digest: str | None = None
+    mad_commit: str | None = None
+    compute_partition: str | None = None
+    memory_partition: str | None = None
+    logical_gpus: int | None = None
+    rocm_version: str | None = None
+    driver_version: str | None = None
+    docker_version: str | None = None
+    preflight_problems: tuple[str, ...] = ()
+    preflight_warnings: tuple[str, ...] = ()
+
+    @property
+    def ran(self) -> bool:
+        """True when the host's benchmark ran (``ok`` or ``failed:benchmark``)."""
+        return self.status in RAN_STATUSES
+
+    @property
+    def ok(self) -> bool:
+        """True when the host ended ``ok``."""
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """A report file of a slot that could not be read; that slot's results are left out."""
+
+    host: str
+    slot: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """A run directory as one canonical table plus the hosts' status and preflight facts."""
+
+    run_id: str
+    run_dir: Path
+    created: str | None
+    finished: str | None
+    plan: Mapping[str, Any]
+    hosts: tuple[HostInfo, ...]
+    rows: tuple[HostRecord, ...]
+    problems: tuple[ReadProblem, ...] = ()
+
+    @property
+    def model(self) -> str:
+        """The report name of the planned model (``org/`` dropped), else the records' models."""
+        planned = str(self.plan.get("model") or "")
+        if planned:
+            return model_name(planned)
+        return ",".join(sorted({row.record.model for row in self.rows}))
+
+    @property
+    def dtype(self) -> str:
+        """The planned dtype, else the records' dtypes."""
+        planned = str(self.plan.get("dtype") or "")
+        return planned or ",".join(sorted({row.record.dtype for row in self.rows}))
+
+    @property
+    def scenario(self) -> str:
+        """The planned scenario (``all``, ``latency``…), else the measured scenarios."""
+        planned = str(self.plan.get("scenario") or "")
+        return planned or ",".join(sorted({row.record.scenario for row in self.rows}))
+
+    def host(self, name: str) -> HostInfo | None:
+        """The host called ``name``, or None."""
+        return next((host for host in self.hosts if host.name == name), None)
+
+
+def model_name(model: str) -> str:
+    """The report name of a model: a Hugging Face id without its ``org/`` part."""
+    return model.rstrip("/").rsplit("/", 1)[-1]
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """Read ``RUN/manifest.json``; BadInput when ``run_dir`` is not a run directory."""
+    path = run_dir / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(
+            f"{run_dir} is not a fleetbench run directory (no {MANIFEST}) — "
+            "give the folder `fleetbench run` printed"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read ({exc}) — check the path") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path} is damaged ({exc.msg}) — restore it from the run") from None
+    if not isinstance(data, dict) or not isinstance(data.get("hosts", {}), dict):
+        raise BadInput(f"{path} is not a fleetbench manifest — give a run directory")
+    return data
+
+
+def collect_run(run_dir: Path) -> FleetRun:
+    """Read a run directory into a :class:`FleetRun` (hosts in manifest order).
+
+    Hosts with a folder under ``hosts/`` but no manifest entry are kept with status
+    ``unknown``. A slot whose report files cannot be read contributes no records and a
+    :class:`ReadProblem` instead: one damaged file must not hide the rest of the fleet.
+    """
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    entries: dict[str, Any] = manifest.get("hosts") or {}
+    hosts_dir = run_dir / "hosts"
+    on_disk = sorted(p.name for p in hosts_dir.iterdir() if p.is_dir()) \
+        if hosts_dir.is_dir() else []
+    names = [*entries, *(name for name in on_disk if name not in entries)]
+
+    hosts: list[HostInfo] = []
+    rows: list[HostRecord] = []
+    problems: list[ReadProblem] = []
+    for name in names:
+        host_dir = hosts_dir / name
+        entry = entries.get(name) or {}
+        hosts.append(_host_info(name, entry, _preflight(host_dir)))
+        if host_dir.is_dir():
+            host_rows, host_problems = _host_records(name, host_dir)
+            rows.extend(host_rows)
+            problems.extend(host_problems)
+    return FleetRun(
+        run_id=str(manifest.get("run_id") or run_dir.name),
+        run_dir=run_dir,
+        created=manifest.get("created"),
+        finished=manifest.get("finished"),
+        plan=dict(manifest.get("plan") or {}),
+        hosts=tuple(hosts),
+        rows=tuple(rows),
+        problems=tuple(problems),
+    )
+
+
+def _preflight(host_dir: Path) -> Mapping[str, Any]:
+    path = host_dir / "preflight.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        # Preflight facts only feed the drift view; a host without them shows "?".
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _host_info(name: str, entry: Mapping[str, Any], preflight: Mapping[str, Any]) -> HostInfo:
+    slots = tuple(
+        SlotInfo(
+            name=slot_name,
+            status=str(slot.get("status") or "unknown"),
+            hip_visible_devices=_optional_str(slot.get("hip_visible_devices")),
+            exit_code=slot.get("exit_code") if isinstance(slot.get("exit_code"), int) else None,
+            timed_out=bool(slot.get("timed_out")),
+            summary=str(slot.get("summary") or ""),
+        )
+        for slot_name, slot in sorted((entry.get("slots") or {}).items(), key=_slot_order)
+    )
+    gpus = preflight.get("logical_gpus")
+    return HostInfo(
+        name=name,
+        status=str(entry.get("status") or "unknown"),
+        reason=str(entry.get("reason") or ""),
+        slots=slots,
+        image_digest=_optional_str(entry.get("image_digest")),
+        mad_commit=_optional_str(entry.get("mad_commit")),
+        compute_partition=_optional_str(preflight.get("compute_partition")),
+        memory_partition=_optional_str(preflight.get("memory_partition")),
+        logical_gpus=gpus if isinstance(gpus, int) else None,
+        rocm_version=_optional_str(preflight.get("rocm_version")),
+        driver_version=_optional_str(preflight.get("driver_version")),
+        docker_version=_optional_str(preflight.get("docker_version")),
+        preflight_problems=tuple(map(str, preflight.get("problems") or ())),
+        preflight_warnings=tuple(map(str, preflight.get("warnings") or ())),
+    )
+
+
+def _slot_order(item: tuple[str, Any]) -> tuple[int, str]:
+    digits = item[0].removeprefix("slot")
+    return (int(digits), item[0]) if digits.isdigit() else (1 << 30, item[0])
+
+
+def _host_records(host: str, host_dir: Path) -> tuple[list[HostRecord], list[ReadProblem]]:
+    slot_dirs = sorted(
+        (p for p in host_dir.iterdir() if p.is_dir() and _SLOT_DIR.match(p.name)),
+        key=lambda p: _slot_order((p.name, None)),
+    )
+    folders = [(p.name, p) for p in slot_dirs] or [(HOST_LEVEL_SLOT, host_dir)]
+    rows: list[HostRecord] = []
+    problems: list[ReadProblem] = []
+    for slot, folder in folders:
+        try:
+            parsed = parse_tree(folder)
+        except MalformedReport as exc:
+            problems.append(ReadProblem(host, slot, str(exc)))
+            continue
+        rows.extend(HostRecord(host, slot, record) for record in slot_records(parsed))
+    return rows, problems
+
+
+def slot_records(parsed: Sequence[tuple[Path, list[Record]]]) -> list[Record]:
+    """One slot's records from its parsed files: summary reports first, perf files as fallback.
+
+    Keeps the last row of each configuration (MAD appends re-runs to the same file).
+    """
+    wide: list[Record] = []
+    other: list[Record] = []
+    for path, records in parsed:
+        fmt = detect_format(path.read_text(encoding="utf-8-sig"))
+        (wide if fmt in _WIDE_FORMATS else other).extend(records)
+    covered = {record.scenario for record in wide}
+    chosen = [*wide, *(record for record in other if record.scenario not in covered)]
+    return latest_per_configuration(chosen)

@@ -1,0 +1,856 @@
+"""Build and write the fleet report of a run: HTML, Markdown, CSV, JSON, Prometheus.
+
+:func:`build_report` is the whole ``fleetbench report build``: collect the run
+(:mod:`fleetbench.reports.fleet`), compare (:mod:`fleetbench.reports.stats`), store it in
+the history database (:mod:`fleetbench.history`) and write the outputs under
+``RUN/report/``.
+
+The HTML page is one self-contained file (inline CSS, inline SVG charts drawn by our own
+Jinja2 templates, no JavaScript, no external URL), so it can be mailed, archived or
+served from anywhere. Chart geometry is computed here; the templates only place it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import jinja2
+
+from fleetbench import __version__, history
+from fleetbench.errors import BadInput
+from fleetbench.history import TrendPoint
+from fleetbench.reports.fleet import FleetRun, HostRecord, collect_run
+from fleetbench.reports.records import METRIC_UNITS, Configuration
+from fleetbench.reports.stats import (
+    BaselineRef,
+    ConfigurationStats,
+    FleetAnalysis,
+    GateOptions,
+    analyse,
+    configuration_dict,
+    describe,
+    load_thresholds,
+    short_label,
+    worse_by,
+)
+
+REPORT_DIR = "report"
+#: Output formats of ``report build`` and the file each writes under ``RUN/report/``.
+OUTPUT_FILES: Final = {
+    "html": "index.html",
+    "csv": "summary.csv",
+    "json": "summary.json",
+    "md": "summary.md",
+}
+DEFAULT_FORMATS = ("html", "csv", "json")
+
+
+class DefaultHistory(Enum):
+    """The type of :data:`DEFAULT`."""
+
+    PATH = "default"
+
+
+#: ``history_db`` default of :func:`build_report`: the default history database.
+DEFAULT: Final = DefaultHistory.PATH
+#: What ``history_db`` takes: a database path, None (no history) or :data:`DEFAULT`.
+HistoryChoice = Path | None | Literal[DefaultHistory.PATH]
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    """What ``report build`` produced: the run, its analysis and the files written."""
+
+    run: FleetRun
+    analysis: FleetAnalysis
+    trends: tuple[TrendPoint, ...] = ()
+    history_db: Path | None = None
+    outputs: Mapping[str, Path] = field(default_factory=dict)
+
+    @property
+    def gate_failed(self) -> bool:
+        """True when a gate failed (the CLI exits 1)."""
+        return self.analysis.gate.failed
+
+
+#: Columns of ``summary.csv``: one row per host x slot x configuration record.
+CSV_COLUMNS = (
+    "run_id", "host", "slot", "model", "scenario", "tp", "batch_size", "num_prompts",
+    "max_concurrency", "input_len", "output_len", "dtype", "metric", "value", "unit",
+    "fleet_median", "vs_median", "finding",
+)
+# Heat-map colours saturate at this relative distance from the median.
+HEAT_RANGE = 0.2
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("fleetbench.reports", "templates"),
+        # HTML templates escape everything they print; the Markdown one escapes by hand.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = format_number
+    env.filters["pct"] = format_percent
+    env.filters["short_digest"] = short_digest
+    env.filters["md"] = markdown_cell
+    return env
+
+
+def format_number(value: float | None) -> str:
+    """A measurement for people: ``15,152``, ``1,570``, ``36.4``, ``12.3``; ``—`` when None."""
+    if value is None:
+        return "—"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def format_percent(value: float | None, signed: bool = False) -> str:
+    """``5.3 %``; ``+5.3 %`` when ``signed``; ``—`` when None."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value * 100:+.1f} %" if signed else f"{value * 100:.1f} %"
+
+
+def short_digest(value: str | None) -> str:
+    """The first 12 hex digits of an image digest or commit (``?`` when unknown)."""
+    if not value:
+        return "?"
+    return value.removeprefix("sha256:")[:12]
+
+
+def markdown_cell(value: object) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+# --- chart geometry ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One host's bar (median of its slots) with a dot per slot."""
+
+    host: str
+    y: float
+    width: float | None
+    value: float | None
+    dots: tuple[tuple[float, str, float], ...]
+    outlier: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class BarChart:
+    """A configuration's host bar chart with the fleet median line."""
+
+    title: str
+    unit: str
+    better: str
+    width: int
+    height: int
+    left: int
+    plot_width: int
+    median_x: float | None
+    median: float | None
+    bars: tuple[Bar, ...]
+    row_height: int
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    """One host/slot x configuration cell of the heat map."""
+
+    x: int
+    y: int
+    fill: str
+    title: str
+    mark: str
+
+
+@dataclass(frozen=True)
+class HeatMap:
+    """Hosts/slots x configurations, coloured by distance from the fleet median."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    cell: int
+    rows: tuple[tuple[int, str], ...]
+    columns: tuple[tuple[int, str], ...]
+    cells: tuple[HeatCell, ...]
+
+
+@dataclass(frozen=True)
+class Sparkline:
+    """A configuration's fleet median over the stored runs."""
+
+    label: str
+    unit: str
+    points: str
+    last: tuple[float, float]
+    first_value: float | None
+    last_value: float | None
+    change: float | None
+    titles: tuple[tuple[float, float, str], ...]
+
+
+def heat_colour(gap: float) -> str:
+    """Red for worse than the median, blue for better, pale near it (``gap`` > 0 = worse)."""
+    strength = min(abs(gap) / HEAT_RANGE, 1.0)
+    target = (198, 40, 40) if gap > 0 else (21, 101, 192)
+    base = (245, 245, 245)
+    mixed = (round(b + (t - b) * strength) for b, t in zip(base, target, strict=True))
+    return "#{:02x}{:02x}{:02x}".format(*mixed)
+
+
+def _text_width(text: str, size: float = 11) -> int:
+    # A rough width of sans-serif text; SVG has no layout, so margins are estimated.
+    return math.ceil(len(text) * size * 0.6)
+
+
+def _members(report: FleetReport) -> list[tuple[str, str]]:
+    """Every host/slot with a result or expected to have one, hosts in run order."""
+    order = {host.name: i for i, host in enumerate(report.run.hosts)}
+    seen: dict[tuple[str, str], None] = {}
+    for row in report.run.rows:
+        seen[(row.host, row.slot)] = None
+    for item in report.analysis.missing:
+        seen[(item.host, item.slot)] = None
+
+    def key(member: tuple[str, str]) -> tuple[int, int, str]:
+        digits = member[1].removeprefix("slot")
+        return (order.get(member[0], len(order)), int(digits) if digits.isdigit() else 0,
+                member[1])
+
+    return sorted(seen, key=key)
+
+
+def _labels(stats: Sequence[ConfigurationStats]) -> dict[Configuration, str]:
+    models = {(s.configuration[0], s.configuration[8]) for s in stats}
+    # One model and dtype (the usual run): leave them out of axis labels.
+    return {s.configuration: short_label(s.configuration) if len(models) == 1
+            else describe(s.configuration) for s in stats}
+
+
+def bar_charts(report: FleetReport) -> list[BarChart]:
+    """One chart per configuration: a bar per host (median of its slots), dots per slot."""
+    rows_by_configuration: dict[Configuration, list[HostRecord]] = defaultdict(list)
+    for row in report.run.rows:
+        rows_by_configuration[row.configuration].append(row)
+    missing: dict[tuple[str, Configuration], int] = defaultdict(int)
+    for item in report.analysis.missing:
+        missing[(item.host, item.configuration)] += 1
+    outliers = {(o.host, o.configuration) for o in report.analysis.outliers}
+    hosts = list(dict.fromkeys(member[0] for member in _members(report)))
+    row_height, width = 18, 460
+    left = max((_text_width(h) for h in hosts), default=40) + 12
+    right = 64
+    plot_width = width - left - right
+    charts: list[BarChart] = []
+    for stat in report.analysis.stats:
+        group = rows_by_configuration[stat.configuration]
+        values = [r.record.value for r in group if r.record.value is not None]
+        top_value = max(values, default=0.0) * 1.08 or 1.0
+
+        def x_of(value: float, top: float = top_value) -> float:
+            return round(max(value, 0.0) / top * plot_width, 1)
+
+        bars: list[Bar] = []
+        for i, host in enumerate(hosts):
+            host_rows = [r for r in group if r.host == host]
+            host_values = sorted(r.record.value for r in host_rows if r.record.value is not None)
+            y = 24 + i * row_height
+            value = _median(host_values)
+            failed = sum(1 for r in host_rows if r.record.value is None)
+            lacking = missing.get((host, stat.configuration), 0)
+            notes = [f"{failed} failed"] if failed else []
+            notes += [f"{lacking} missing"] if lacking else []
+            note = ", ".join(notes)
+            if not host_rows and not note:
+                continue  # a host that never ran this configuration (e.g. skipped)
+            dots = tuple(
+                (x_of(r.record.value), r.slot, r.record.value)
+                for r in host_rows if r.record.value is not None
+            )
+            bars.append(Bar(host, y, x_of(value) if value is not None else None, value, dots,
+                            (host, stat.configuration) in outliers, note))
+        height = 24 + len(bars) * row_height + 10
+        # Re-pack rows so skipped hosts leave no gaps.
+        bars = [Bar(b.host, 24 + i * row_height, b.width, b.value, b.dots, b.outlier, b.note)
+                for i, b in enumerate(bars)]
+        charts.append(BarChart(
+            title=describe(stat.configuration), unit=stat.unit,
+            better="higher is better" if stat.higher_is_better else "lower is better",
+            width=width, height=height, left=left, plot_width=plot_width,
+            median_x=x_of(stat.median) if stat.median is not None else None,
+            median=stat.median, bars=tuple(bars), row_height=row_height,
+            flagged=any(b.outlier or b.note for b in bars),
+        ))
+    return charts
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def heat_map(report: FleetReport) -> HeatMap:
+    """Host/slot rows x configuration columns; colour = distance from the fleet median."""
+    stats = report.analysis.stats
+    labels = _labels(stats)
+    members = _members(report)
+    values = {(r.host, r.slot, r.configuration): r.record.value for r in report.run.rows}
+    present = {(r.host, r.slot, r.configuration) for r in report.run.rows}
+    outliers = {(o.host, o.slot, o.configuration) for o in report.analysis.outliers}
+    cell = 16
+    left = max((_text_width(f"{h}/{s}") for h, s in members), default=40) + 10
+    # Column labels are rotated by -60°: their height is about sin(60°) of their width.
+    top = max((_text_width(label, 10) for label in labels.values()), default=40) * 0.87 + 14
+    top_px = math.ceil(top)
+    cells: list[HeatCell] = []
+    for row_index, (host, slot) in enumerate(members):
+        for column, stat in enumerate(stats):
+            key = (host, slot, stat.configuration)
+            x, y = left + column * cell, top_px + row_index * cell
+            name = f"{host}/{slot} — {describe(stat.configuration)}"
+            if key not in present:
+                cells.append(HeatCell(x, y, "#ffffff", f"{name}: no result", "–"))
+                continue
+            value = values[key]
+            if value is None:
+                cells.append(HeatCell(x, y, "#424242", f"{name}: failed measurement", "x"))
+                continue
+            gap = worse_by(value, stat.median, stat.metric) if stat.median else 0.0
+            mark = "!" if key in outliers else ""
+            cells.append(HeatCell(
+                x, y, heat_colour(gap),
+                f"{name}: {format_number(value)} {stat.unit} "
+                f"({format_percent(-gap, signed=True)} vs median {format_number(stat.median)})"
+                f"{' — outlier' if mark else ''}",
+                mark,
+            ))
+    return HeatMap(
+        width=left + len(stats) * cell + 200,
+        height=top_px + len(members) * cell + 10,
+        left=left, top=top_px, cell=cell,
+        rows=tuple((top_px + i * cell, f"{h}/{s}") for i, (h, s) in enumerate(members)),
+        columns=tuple((left + i * cell, labels[s.configuration]) for i, s in enumerate(stats)),
+        cells=tuple(cells),
+    )
+
+
+def sparklines(report: FleetReport) -> list[Sparkline]:
+    """Fleet median per configuration over the stored comparable runs (≥ 2 runs)."""
+    by_configuration: dict[Configuration, list[tuple[str, float | None]]] = defaultdict(list)
+    for point in report.trends:
+        if point.host is None:
+            by_configuration[point.configuration].append((point.run_id, point.median))
+    width, height, pad = 180, 32, 3
+    lines: list[Sparkline] = []
+    for stat in report.analysis.stats:
+        series = [(run, v) for run, v in by_configuration.get(stat.configuration, [])
+                  if v is not None]
+        if len(series) < 2:
+            continue
+        values = [v for _, v in series]
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        step = (width - 2 * pad) / (len(series) - 1)
+        coords = [(round(pad + i * step, 1),
+                   round(height - pad - (v - low) / span * (height - 2 * pad), 1))
+                  for i, v in enumerate(values)]
+        first, last = values[0], values[-1]
+        change = -worse_by(last, first, stat.metric) if first else None
+        lines.append(Sparkline(
+            label=describe(stat.configuration), unit=stat.unit,
+            points=" ".join(f"{x},{y}" for x, y in coords), last=coords[-1],
+            first_value=first, last_value=last, change=change,
+            titles=tuple((x, y, f"{run}: {format_number(v)} {stat.unit}")
+                         for (x, y), (run, v) in zip(coords, series, strict=True)),
+        ))
+    return lines
+
+
+def heat_legend() -> list[tuple[int, str, str]]:
+    """Swatches of the heat map: x, fill, caption."""
+    steps = (-HEAT_RANGE, -HEAT_RANGE / 2, 0.0, HEAT_RANGE / 2, HEAT_RANGE)
+    swatches = [(i * 76, heat_colour(gap),
+                 "median" if gap == 0 else f"{abs(gap):.0%} {'worse' if gap > 0 else 'better'}")
+                for i, gap in enumerate(steps)]
+    swatches += [(5 * 76 + 24, "#424242", "failed"), (6 * 76 + 24, "#ffffff", "no result")]
+    return swatches
+
+
+@dataclass(frozen=True)
+class MissingGroup:
+    """The configurations one host/slot lacks."""
+
+    member: str
+    configurations: tuple[str, ...]
+
+
+def missing_groups(report: FleetReport) -> list[MissingGroup]:
+    """Missing results grouped per host/slot (one line per slot instead of per result)."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for item in report.analysis.missing:
+        groups[f"{item.host}/{item.slot}"].append(describe(item.configuration))
+    return [MissingGroup(member, tuple(names)) for member, names in groups.items()]
+
+
+@dataclass(frozen=True)
+class OutlierGroup:
+    """The outliers of one host/slot: how many and how far off."""
+
+    member: str
+    count: int
+    typical: float
+    worst: float
+    worst_configuration: str
+
+
+def outlier_groups(report: FleetReport) -> list[OutlierGroup]:
+    """Outliers per host/slot: a slow slot is one line, not one per configuration."""
+    groups: dict[str, list[tuple[float, Configuration]]] = defaultdict(list)
+    for outlier in report.analysis.outliers:
+        groups[f"{outlier.host}/{outlier.slot}"].append((outlier.worse_by, outlier.configuration))
+    result = []
+    for member, items in groups.items():
+        gaps = sorted(gap for gap, _ in items)
+        worst_gap, worst = max(items, key=lambda item: item[0])
+        result.append(OutlierGroup(member, len(items), _median(gaps) or 0.0, worst_gap,
+                                   describe(worst)))
+    return result
+
+
+@dataclass(frozen=True)
+class PivotRow:
+    """One configuration across every host/slot."""
+
+    label: str
+    unit: str
+    cells: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Pivot:
+    """The canonical table as configurations x host/slot (the HTML's "all results")."""
+
+    members: tuple[str, ...]
+    rows: tuple[PivotRow, ...]
+
+
+def pivot_table(report: FleetReport) -> Pivot:
+    """Every result: one row per configuration, one column per host/slot."""
+    members = _members(report)
+    values = {(r.host, r.slot, r.configuration): r.record.value for r in report.run.rows}
+    outliers = {(o.host, o.slot, o.configuration) for o in report.analysis.outliers}
+    rows = []
+    for stat in report.analysis.stats:
+        cells = []
+        for host, slot in members:
+            key = (host, slot, stat.configuration)
+            if key not in values:
+                cells.append(("–", "warn"))
+            elif values[key] is None:
+                cells.append(("failed", "bad"))
+            else:
+                cells.append((format_number(values[key]), "warn" if key in outliers else ""))
+        rows.append(PivotRow(stat.label, stat.unit, tuple(cells)))
+    return Pivot(tuple(f"{h}/{s}" for h, s in members), tuple(rows))
+
+
+# --- the data every output shares ---------------------------------------------------------
+
+
+def host_rows(report: FleetReport) -> list[dict[str, Any]]:
+    """Per host: status, slots, facts and finding counts (the hosts table)."""
+    analysis = report.analysis
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for outlier in analysis.outliers:
+        counts[outlier.host]["outliers"] += 1
+    for item in analysis.missing:
+        counts[item.host]["missing"] += 1
+    for row in analysis.failures:
+        counts[row.host]["failed"] += 1
+    for violation in analysis.violations:
+        if violation.host:
+            counts[violation.host]["violations"] += 1
+    rows = []
+    for host in report.run.hosts:
+        ran = [s for s in host.slots if s.ran]
+        rows.append({
+            "host": host.name,
+            "status": host.status,
+            "ok": host.ok,
+            "reason": host.reason,
+            "slots": {s.name: s.status for s in host.slots},
+            "slots_ok": sum(1 for s in host.slots if s.status == "ok"),
+            "slots_ran": len(ran),
+            "slots_not_ok": [f"{s.name}: {s.status}" for s in host.slots if s.status != "ok"],
+            "image_digest": host.image_digest,
+            "mad_commit": host.mad_commit,
+            "compute_partition": host.compute_partition,
+            "memory_partition": host.memory_partition,
+            "logical_gpus": host.logical_gpus,
+            "rocm_version": host.rocm_version,
+            "driver_version": host.driver_version,
+            "preflight_problems": list(host.preflight_problems),
+            "preflight_warnings": list(host.preflight_warnings),
+            "outliers": counts[host.name]["outliers"],
+            "missing": counts[host.name]["missing"],
+            "failed": counts[host.name]["failed"],
+            "violations": counts[host.name]["violations"],
+        })
+    return rows
+
+
+def report_data(report: FleetReport) -> dict[str, Any]:
+    """The JSON form of a report (``summary.json``, ``report build --json``)."""
+    run, analysis = report.run, report.analysis
+    return {
+        "run_id": run.run_id,
+        "run_dir": str(run.run_dir),
+        "created": run.created,
+        "finished": run.finished,
+        "model": run.model,
+        "dtype": run.dtype,
+        "scenario": run.scenario,
+        "plan": dict(run.plan),
+        "fleetbench_version": __version__,
+        "gate": analysis.gate.to_dict(),
+        "options": {
+            "regression_tolerance": analysis.options.regression_tolerance,
+            "outlier_mads": analysis.options.outlier_mads,
+            "outlier_min_gap": analysis.options.outlier_min_gap,
+            "fail_on_outliers": analysis.options.fail_on_outliers,
+        },
+        "hosts": host_rows(report),
+        "configurations": [s.to_dict() for s in analysis.stats],
+        "outliers": [o.to_dict() for o in analysis.outliers],
+        "missing_results": [m.to_dict() for m in analysis.missing],
+        "failed_measurements": [r.to_dict() for r in analysis.failures],
+        "thresholds": {
+            "rules": [t.to_dict() for t in analysis.thresholds],
+            "violations": [v.to_dict() for v in analysis.violations],
+            "unmatched": [t.to_dict() for t in analysis.unmatched_thresholds],
+        },
+        "baseline": None if analysis.baseline is None else {
+            "run_id": analysis.baseline.run_id,
+            "source": analysis.baseline.source,
+            "comparisons": [c.to_dict() for c in analysis.comparisons],
+            "regressions": [c.to_dict() for c in analysis.regressions],
+        },
+        "drift": [d.to_dict() for d in analysis.drift],
+        "unreadable_reports": [
+            {"host": p.host, "slot": p.slot, "message": p.message} for p in analysis.problems
+        ],
+        "history": None if report.history_db is None else str(report.history_db),
+        "records": [r.to_dict() for r in _table_order(report)],
+    }
+
+
+def _context(report: FleetReport, formats: Sequence[str]) -> dict[str, Any]:
+    analysis = report.analysis
+    return {
+        "report": report,
+        "run": report.run,
+        "analysis": analysis,
+        "hosts": host_rows(report),
+        "stats": analysis.stats,
+        "describe": describe,
+        "config": configuration_dict,
+        "unit_of": lambda c: METRIC_UNITS[c[-1]],
+        "charts_data": bar_charts(report),
+        "heat": heat_map(report),
+        "legend": heat_legend(),
+        "missing_groups": missing_groups(report),
+        "outlier_groups": outlier_groups(report),
+        "pivot": pivot_table(report),
+        "sparklines": sparklines(report),
+        "files": {name: OUTPUT_FILES[name] for name in formats if name != "html"},
+        "version": __version__,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+    }
+
+
+def render_html(report: FleetReport, formats: Sequence[str] = ("html",)) -> str:
+    """The self-contained HTML page (``formats`` = sibling files to link to)."""
+    return _environment().get_template("index.html.j2").render(
+        _context(report, formats))
+
+
+def render_markdown(report: FleetReport) -> str:
+    """A Markdown summary (for a ticket, a chat message or a PR)."""
+    context = _context(report, ())
+    return _environment().get_template("summary.md.j2").render(context)
+
+
+def render_csv(report: FleetReport) -> str:
+    """``summary.csv``: a header, then one row per host x slot x configuration record."""
+    medians = {s.configuration: s.median for s in report.analysis.stats}
+    outliers = {(o.host, o.slot, o.configuration) for o in report.analysis.outliers}
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in _table_order(report):
+        record = row.record
+        median = medians.get(row.configuration)
+        relative = (record.value - median) / median if record.value is not None and median \
+            else None
+        finding = ("failed" if record.value is None
+                   else "outlier" if (row.host, row.slot, row.configuration) in outliers
+                   else "")
+        writer.writerow([
+            report.run.run_id, row.host, row.slot, *row.configuration[:-1], record.metric,
+            _csv_number(record.value), record.unit, _csv_number(median),
+            _csv_number(relative), finding,
+        ])
+    return buffer.getvalue()
+
+
+def _table_order(report: FleetReport) -> list[HostRecord]:
+    """The canonical table by host (run order), slot, then configuration (statistics order)."""
+    hosts = {host.name: i for i, host in enumerate(report.run.hosts)}
+    slots = {member: i for i, member in enumerate(_members(report))}
+    configurations = {s.configuration: i for i, s in enumerate(report.analysis.stats)}
+    return sorted(report.run.rows, key=lambda r: (hosts.get(r.host, len(hosts)),
+                                                  slots.get((r.host, r.slot), 0),
+                                                  configurations.get(r.configuration, 0)))
+
+
+def _csv_number(value: float | int | None) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def write_outputs(report: FleetReport, folder: Path, formats: Iterable[str]) -> dict[str, Path]:
+    """Write the asked formats into ``folder``; returns format → path."""
+    formats = tuple(formats)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot create {folder} ({exc.strerror}) — check its permissions") \
+            from None
+    writers = {
+        "html": lambda: render_html(report, formats),
+        "csv": lambda: render_csv(report),
+        "json": lambda: json.dumps(report_data(report), indent=2) + "\n",
+        "md": lambda: render_markdown(report),
+    }
+    written: dict[str, Path] = {}
+    for name in formats:
+        path = folder / OUTPUT_FILES[name]
+        _write_atomically(path, writers[name]())
+        written[name] = path
+    return written
+
+
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                            suffix=".tmp")
+    except OSError as exc:
+        raise BadInput(f"cannot write {path} ({exc.strerror}) — check the folder") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        tmp.chmod(mode)  # mkstemp makes it 0600; readers (node_exporter, a web server) need more
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- Prometheus -----------------------------------------------------------------------------
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def escape_label(value: str) -> str:
+    """A label value in the Prometheus text format: ``\\``, ``"`` and newlines escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample(name: str, labels: Mapping[str, str], value: float) -> str:
+    inner = ",".join(f'{key}="{escape_label(text)}"' for key, text in labels.items()
+                     if _LABEL_NAME.match(key))
+    number = "NaN" if math.isnan(value) else repr(float(value))
+    return f"{name}{{{inner}}} {number}" if inner else f"{name} {number}"
+
+
+def config_label(configuration: Configuration) -> str:
+    """The configuration without model, scenario and metric: ``tp1_bs8_in128_out128_float16``."""
+    _, _, tp, batch, prompts, concurrency, inp, out, dtype, _ = configuration
+    parts = [f"tp{tp}"]
+    parts += [f"bs{batch}"] if batch is not None else []
+    parts += [f"n{prompts}"] if prompts is not None else []
+    parts += [f"c{concurrency}"] if concurrency is not None else []
+    return "_".join([*parts, f"in{inp}", f"out{out}", dtype])
+
+
+def _timestamp(report: FleetReport) -> float:
+    for text in (report.run.finished, report.run.created):
+        if text:
+            try:
+                return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+            except ValueError:
+                continue
+    return time.time()
+
+
+def render_prometheus(report: FleetReport) -> str:
+    """node_exporter textfile-collector metrics of the run."""
+    run, analysis = report.run, report.analysis
+    families: list[tuple[str, str, list[str]]] = []
+
+    def family(name: str, help_text: str, samples: list[str]) -> None:
+        families.append((name, help_text, samples))
+
+    def labels_of(configuration: Configuration) -> dict[str, str]:
+        return {"model": configuration[0], "scenario": configuration[1],
+                "metric": configuration[-1], "unit": METRIC_UNITS[configuration[-1]],
+                "config": config_label(configuration)}
+
+    family("fleetbench_benchmark_value",
+           "Benchmark result of one GPU slot of one host (unit in the unit label).",
+           [_sample("fleetbench_benchmark_value",
+                    {"host": r.host, "slot": r.slot, **labels_of(r.configuration)},
+                    r.record.value)
+            for r in run.rows if r.record.value is not None])
+    family("fleetbench_fleet_median", "Fleet median of one configuration and metric.",
+           [_sample("fleetbench_fleet_median", labels_of(s.configuration), s.median)
+            for s in analysis.stats if s.median is not None])
+    family("fleetbench_host_ok", "1 when the host ended the run ok, else 0.",
+           [_sample("fleetbench_host_ok", {"host": h.name, "status": h.status}, float(h.ok))
+            for h in run.hosts])
+    family("fleetbench_gate_failed", "1 when the report's gate failed (thresholds, regressions).",
+           [_sample("fleetbench_gate_failed", {}, float(analysis.gate.failed))])
+    family("fleetbench_outliers", "Results robustly worse than the fleet median.",
+           [_sample("fleetbench_outliers", {}, float(len(analysis.outliers)))])
+    family("fleetbench_missing_results", "Results a host that ran lacks but others have.",
+           [_sample("fleetbench_missing_results", {}, float(len(analysis.missing)))])
+    family("fleetbench_failed_measurements", "Results whose measurement failed (no value).",
+           [_sample("fleetbench_failed_measurements", {}, float(len(analysis.failures)))])
+    family("fleetbench_regressions", "Configurations worse than the baseline beyond tolerance.",
+           [_sample("fleetbench_regressions", {}, float(len(analysis.regressions)))])
+    family("fleetbench_drift", "1 when hosts disagree on a fact (image digest, partition…).",
+           [_sample("fleetbench_drift", {"fact": d.name}, float(d.drifted))
+            for d in analysis.drift])
+    family("fleetbench_run_info", "The run these metrics describe.",
+           [_sample("fleetbench_run_info", {"run_id": run.run_id, "model": run.model,
+                                            "dtype": run.dtype, "scenario": run.scenario},
+                    1.0)])
+    family("fleetbench_run_timestamp_seconds", "When the run finished (Unix time).",
+           [_sample("fleetbench_run_timestamp_seconds", {}, _timestamp(report))])
+    lines: list[str] = []
+    for name, help_text, samples in families:
+        if not samples:
+            continue
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
+    return "\n".join(lines) + "\n"
+
+
+def write_prometheus(report: FleetReport, path: Path) -> None:
+    """Write the metrics for node_exporter's textfile collector, atomically (tmp + rename)."""
+    _write_atomically(path, render_prometheus(report))
+
+
+# --- building the report -------------------------------------------------------------
+
+
+def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
+    """Validate output formats (``"html,csv"`` or a sequence) in :data:`OUTPUT_FILES` order."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    wanted = {item.strip().lower() for item in items if item.strip()}
+    unknown = sorted(wanted - OUTPUT_FILES.keys())
+    if unknown or not wanted:
+        raise BadInput(
+            f"unknown report format {', '.join(unknown) or '(none)'} — "
+            f"choose from {','.join(OUTPUT_FILES)}"
+        )
+    return tuple(name for name in OUTPUT_FILES if name in wanted)
+
+
+def build_report(
+    run_dir: Path,
+    *,
+    baseline: Path | None = None,
+    thresholds: Path | None = None,
+    formats: Iterable[str] = DEFAULT_FORMATS,
+    history_db: HistoryChoice = DEFAULT,
+    prometheus: Path | None = None,
+    options: GateOptions | None = None,
+) -> FleetReport:
+    """Build the fleet report of ``run_dir`` and write it under ``RUN/report/``.
+
+    ``baseline`` is another run directory to compare with; without it the previous
+    comparable run of the history database is the baseline. ``thresholds`` is a YAML
+    file (see :func:`fleetbench.reports.stats.load_thresholds`). ``history_db`` is the
+    SQLite history (``DEFAULT``: :func:`fleetbench.history.default_history_path`; None:
+    no history at all). ``prometheus`` is a node_exporter textfile to write. Bad input
+    (not a run directory, a bad thresholds file, an unknown format) raises BadInput
+    before anything is written. The gate verdict is ``report.gate_failed``.
+    """
+    wanted = parse_formats(formats)
+    rules = load_thresholds(thresholds) if thresholds is not None else ()
+    run = collect_run(Path(run_dir))
+    db = history.default_history_path() if history_db is DEFAULT else history_db
+
+    baseline_rows: tuple[HostRecord, ...] | None = None
+    baseline_ref: BaselineRef | None = None
+    if baseline is not None:
+        base = collect_run(Path(baseline))
+        baseline_rows = base.rows
+        baseline_ref = BaselineRef(run_id=base.run_id, source=f"run directory {baseline}")
+    elif db is not None and db.exists():
+        previous = history.previous_comparable_run(db, run)
+        if previous is not None:
+            baseline_rows = tuple(history.load_rows(db, previous))
+            baseline_ref = BaselineRef(run_id=previous, source=f"history {db}")
+
+    analysis = analyse(
+        run,
+        thresholds=rules,
+        baseline_rows=baseline_rows,
+        baseline=baseline_ref,
+        options=options or GateOptions(),
+    )
+    trends: tuple[TrendPoint, ...] = ()
+    if db is not None:
+        history.store_run(db, run, gate_failed=analysis.gate.failed)
+        trends = tuple(history.trends(db, comparable_to=run, limit=history.TREND_RUNS))
+
+    report = FleetReport(run=run, analysis=analysis, trends=trends, history_db=db)
+    outputs = write_outputs(report, run.run_dir / REPORT_DIR, wanted)
+    if prometheus is not None:
+        write_prometheus(report, Path(prometheus))
+        outputs = {**outputs, "prometheus": Path(prometheus)}
+    return FleetReport(run=run, analysis=analysis, trends=trends, history_db=db,
+                       outputs=outputs)

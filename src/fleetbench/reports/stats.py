@@ -1,0 +1,721 @@
+"""Fleet statistics, outliers, thresholds, baseline comparison and the gate of a run.
+
+The unit of comparison is one GPU slot of one host (``host/slot``): every slot ran the
+same configurations, so every slot is one measurement of the fleet.
+
+**Direction.** Throughput metrics are better when higher; every other metric
+(``latency``, ``latency_per_token``, ``ttft``/``tpot``/``itl``/``e2el`` medians) is a time
+and better when lower. "Worse" below always follows that direction.
+
+**Outliers** (robust statistics): per configuration with at least three measured slots,
+a slot is an outlier when its value is worse than the fleet median by more than
+``k x MAD x 1.4826`` (the median absolute deviation scaled to a standard deviation;
+``k`` = 3 by default) *and* by more than a minimum relative gap (5 % by default), so a
+very tight fleet does not flag noise.
+
+**Thresholds** come from a YAML file, a list of rules (or a mapping with a
+``thresholds:`` list)::
+
+    - model: Llama-3.1-8B-Instruct    # report name or Hugging Face id; omit = any model
+      scenario: throughput            # latency | throughput | serving; omit = any
+      metric: throughput_total        # required: a FORMATS.md §4 metric name
+      input_len: 128                  # optional filters: tp, batch_size, num_prompts,
+      output_len: 2048                #   max_concurrency, input_len, output_len, dtype
+      min: 9000                       # lowest acceptable value (tok/s here)
+    - metric: latency
+      batch_size: 1
+      max: 2000                       # highest acceptable value (ms)
+      of: median                      # each (default): every slot; median: the fleet median
+
+A rule needs ``metric`` and ``min`` and/or ``max``. Unknown keys, metrics or scenarios
+are bad input (exit 2). A rule that matches no result is reported, not failed.
+
+**Baseline.** A configuration regresses when its fleet median is worse than the
+baseline's by more than the tolerance (5 % by default).
+
+**Gate** (exit 1 when it fails): a threshold violated, a regression against the
+baseline, or no benchmark result at all; outliers only with ``fail_on_outliers``.
+Missing results, failed measurements (value null), hosts that did not end ``ok`` and
+drift are findings shown in the report: hosts that failed already make
+``fleetbench run`` exit 1.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetbench.errors import BadInput
+from fleetbench.reports.fleet import FleetRun, HostRecord, ReadProblem, model_name
+from fleetbench.reports.records import (
+    CONFIGURATION_KEYS,
+    METRIC_UNITS,
+    METRICS,
+    SCENARIOS,
+    Configuration,
+)
+
+#: Scale from the median absolute deviation to a standard deviation (normal data).
+MAD_SCALE = 1.4826
+#: Fewest measured slots for an outlier verdict: with two, nobody can say which is off.
+MIN_OUTLIER_SAMPLE = 3
+
+_FILTER_KEYS = ("tp", "batch_size", "num_prompts", "max_concurrency", "input_len",
+                "output_len", "dtype")
+_INT_FILTERS = frozenset(_FILTER_KEYS) - {"dtype"}
+_RULE_KEYS = frozenset({"model", "scenario", "metric", "min", "max", "of", *_FILTER_KEYS})
+_INDEX = {key: i for i, key in enumerate(CONFIGURATION_KEYS)}
+
+
+def higher_is_better(metric: str) -> bool:
+    """True for throughput metrics; times (latency, ttft, tpot, itl, e2el) are lower-better."""
+    return metric.startswith("throughput")
+
+
+def worse_by(value: float, reference: float, metric: str) -> float:
+    """How much worse ``value`` is than ``reference``, relative to it (negative = better)."""
+    if reference == 0:
+        return 0.0 if value == reference else math.inf
+    change = (value - reference) / abs(reference)
+    return -change if higher_is_better(metric) else change
+
+
+def describe(configuration: Configuration) -> str:
+    """A short human name: ``<model> latency tp1 bs8 in128 out128 float16 latency``."""
+    model, scenario, tp, batch, prompts, concurrency, inp, out, dtype, metric = configuration
+    parts = [model, scenario, f"tp{tp}"]
+    if batch is not None:
+        parts.append(f"bs{batch}")
+    if prompts is not None:
+        parts.append(f"n{prompts}")
+    if concurrency is not None:
+        parts.append(f"c{concurrency}")
+    parts += [f"in{inp}", f"out{out}", dtype, metric]
+    return " ".join(parts)
+
+
+def short_label(configuration: Configuration) -> str:
+    """The configuration without the model and dtype (for chart axes)."""
+    _, scenario, tp, batch, prompts, concurrency, inp, out, _, metric = configuration
+    count = f"bs{batch}" if batch is not None else f"n{prompts}" if prompts is not None else ""
+    conc = f" c{concurrency}" if concurrency is not None else ""
+    return f"{scenario} tp{tp} {count}{conc} {inp}/{out} {metric}".replace("  ", " ")
+
+
+def configuration_dict(configuration: Configuration) -> dict[str, Any]:
+    """The configuration as a mapping of :data:`CONFIGURATION_KEYS`."""
+    return dict(zip(CONFIGURATION_KEYS, configuration, strict=True))
+
+
+def _sort_key(configuration: Configuration) -> tuple[Any, ...]:
+    model, scenario, tp, batch, prompts, concurrency, inp, out, dtype, metric = configuration
+    return (model, dtype, SCENARIOS.index(scenario), tp, METRICS.index(metric),
+            batch or 0, prompts or 0, concurrency or 0, inp, out)
+
+
+# --- fleet statistics --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigurationStats:
+    """The fleet's view of one configuration and metric."""
+
+    configuration: Configuration
+    unit: str
+    count: int
+    failed: int
+    median: float | None
+    minimum: float | None
+    maximum: float | None
+    spread: float | None
+    mad: float | None
+
+    @property
+    def metric(self) -> str:
+        """The metric measured."""
+        return self.configuration[-1]
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True for throughput."""
+        return higher_is_better(self.metric)
+
+    @property
+    def label(self) -> str:
+        """A short name of the configuration."""
+        return describe(self.configuration)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            **configuration_dict(self.configuration),
+            "unit": self.unit,
+            "better": "higher" if self.higher_is_better else "lower",
+            "count": self.count,
+            "failed": self.failed,
+            "median": self.median,
+            "min": self.minimum,
+            "max": self.maximum,
+            "spread": self.spread,
+            "mad": self.mad,
+        }
+
+
+def group_by_configuration(rows: Iterable[HostRecord]) -> dict[Configuration, list[HostRecord]]:
+    """Rows per configuration, configurations in a stable, readable order."""
+    groups: dict[Configuration, list[HostRecord]] = defaultdict(list)
+    for row in rows:
+        groups[row.configuration].append(row)
+    return {key: groups[key] for key in sorted(groups, key=_sort_key)}
+
+
+def fleet_statistics(rows: Iterable[HostRecord]) -> list[ConfigurationStats]:
+    """Median, min, max, spread ((max-min)/median), MAD and count per configuration.
+
+    Failed measurements (value None) are counted in ``failed`` and left out of the numbers.
+    """
+    result: list[ConfigurationStats] = []
+    for configuration, group in group_by_configuration(rows).items():
+        values = [row.record.value for row in group if row.record.value is not None]
+        failed = len(group) - len(values)
+        unit = METRIC_UNITS[configuration[-1]]
+        if not values:
+            result.append(ConfigurationStats(configuration, unit, 0, failed, None, None, None,
+                                              None, None))
+            continue
+        median = statistics.median(values)
+        low, high = min(values), max(values)
+        spread = (high - low) / abs(median) if median else None
+        mad = statistics.median(abs(v - median) for v in values)
+        result.append(ConfigurationStats(configuration, unit, len(values), failed, median, low,
+                                          high, spread, mad))
+    return result
+
+
+# --- outliers, missing results, failures ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outlier:
+    """A slot whose value is robustly worse than the fleet median of a configuration."""
+
+    host: str
+    slot: str
+    configuration: Configuration
+    value: float
+    median: float
+    worse_by: float
+    mad_scores: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"host": self.host, "slot": self.slot, **configuration_dict(self.configuration),
+                "value": self.value, "median": self.median, "worse_by": self.worse_by,
+                "mad_scores": self.mad_scores}
+
+
+def find_outliers(
+    rows: Iterable[HostRecord],
+    stats: Sequence[ConfigurationStats],
+    *,
+    mads: float = 3.0,
+    min_gap: float = 0.05,
+) -> list[Outlier]:
+    """Slots worse than the median by more than ``mads``·MAD·1.4826 and by ``min_gap``."""
+    by_configuration = {s.configuration: s for s in stats}
+    outliers: list[Outlier] = []
+    for configuration, group in group_by_configuration(rows).items():
+        stat = by_configuration.get(configuration)
+        if stat is None or stat.median is None or stat.mad is None:
+            continue
+        if stat.count < MIN_OUTLIER_SAMPLE:
+            continue
+        sigma = stat.mad * MAD_SCALE
+        for row in group:
+            value = row.record.value
+            if value is None:
+                continue
+            gap = worse_by(value, stat.median, stat.metric)
+            distance = abs(value - stat.median)
+            if gap > min_gap and distance > mads * sigma:
+                outliers.append(Outlier(
+                    row.host, row.slot, configuration, value, stat.median, gap,
+                    distance / sigma if sigma else None,
+                ))
+    return outliers
+
+
+@dataclass(frozen=True)
+class MissingResult:
+    """A slot that ran but has no result for a configuration other slots measured."""
+
+    host: str
+    slot: str
+    configuration: Configuration
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"host": self.host, "slot": self.slot, **configuration_dict(self.configuration)}
+
+
+def expected_slots(run: FleetRun) -> list[tuple[str, str]]:
+    """``(host, slot)`` pairs that should hold results: slots that ran on hosts that ran.
+
+    The manifest names the slots; slots with records on disk count too.
+    """
+    seen: dict[tuple[str, str], None] = {}
+    for host in run.hosts:
+        if not host.ran:
+            continue
+        for slot in host.slots:
+            if slot.ran:
+                seen[(host.name, slot.name)] = None
+    ran = {host.name for host in run.hosts if host.ran}
+    for row in run.rows:
+        if row.host in ran:
+            seen[(row.host, row.slot)] = None
+    return list(seen)
+
+
+def find_missing(run: FleetRun) -> list[MissingResult]:
+    """Configurations some slot measured that a slot which ran (host ok/failed:benchmark) lacks."""
+    have: dict[Configuration, set[tuple[str, str]]] = defaultdict(set)
+    for row in run.rows:
+        have[row.configuration].add((row.host, row.slot))
+    slots = expected_slots(run)
+    missing: list[MissingResult] = []
+    for configuration in sorted(have, key=_sort_key):
+        missing.extend(
+            MissingResult(host, slot, configuration)
+            for host, slot in slots
+            if (host, slot) not in have[configuration]
+        )
+    return missing
+
+
+def failed_measurements(rows: Iterable[HostRecord]) -> list[HostRecord]:
+    """Records whose value is null: the measurement failed (never a zero)."""
+    return [row for row in rows if row.record.value is None]
+
+
+# --- thresholds ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One rule of a thresholds file: which results it applies to and the bounds."""
+
+    metric: str
+    minimum: float | None = None
+    maximum: float | None = None
+    model: str | None = None
+    scenario: str | None = None
+    filters: tuple[tuple[str, int | str], ...] = ()
+    of: str = "each"
+    name: str = ""
+
+    def matches(self, configuration: Configuration) -> bool:
+        """True when the rule applies to ``configuration``."""
+        if configuration[_INDEX["metric"]] != self.metric:
+            return False
+        if self.model is not None and configuration[_INDEX["model"]] != self.model:
+            return False
+        if self.scenario is not None and configuration[_INDEX["scenario"]] != self.scenario:
+            return False
+        return all(configuration[_INDEX[key]] == value for key, value in self.filters)
+
+    def violated_by(self, value: float) -> bool:
+        """True when ``value`` lies outside the bounds."""
+        return (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        )
+
+    def bounds(self) -> str:
+        """``min 9000``, ``max 2000`` or both."""
+        parts = []
+        if self.minimum is not None:
+            parts.append(f"min {self.minimum:g}")
+        if self.maximum is not None:
+            parts.append(f"max {self.maximum:g}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"name": self.name, "model": self.model, "scenario": self.scenario,
+                "metric": self.metric, **dict(self.filters), "min": self.minimum,
+                "max": self.maximum, "of": self.of}
+
+
+def load_thresholds(path: Path) -> tuple[Threshold, ...]:
+    """Read a thresholds YAML file (schema in the module docstring); BadInput when wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read the thresholds file ({exc}) — check the path") \
+            from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML ({exc}) — fix the thresholds file") from None
+    if isinstance(data, dict) and set(data) == {"thresholds"}:
+        data = data["thresholds"]
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise BadInput(f"{path}: expected a list of threshold rules — see `report build --help`")
+    return tuple(_threshold(path, i, item) for i, item in enumerate(data, 1))
+
+
+def _threshold(path: Path, index: int, item: object) -> Threshold:
+    where = f"{path}: rule {index}"
+    if not isinstance(item, dict):
+        raise BadInput(f"{where} is not a mapping — write `- metric: …` with min/max")
+    unknown = sorted(map(str, set(item) - _RULE_KEYS))
+    if unknown:
+        raise BadInput(f"{where}: unknown key {', '.join(unknown)} — "
+                       f"use {', '.join(sorted(_RULE_KEYS))}")
+    metric = item.get("metric")
+    if metric not in METRIC_UNITS:
+        raise BadInput(f"{where}: metric {metric!r} is not one of {', '.join(METRICS)} — "
+                       "name a canonical metric")
+    scenario = item.get("scenario")
+    if scenario is not None and scenario not in SCENARIOS:
+        raise BadInput(f"{where}: scenario {scenario!r} is not one of {', '.join(SCENARIOS)}")
+    low, high = _bound(where, item, "min"), _bound(where, item, "max")
+    if low is None and high is None:
+        raise BadInput(f"{where}: give min and/or max for {metric}")
+    if low is not None and high is not None and low > high:
+        raise BadInput(f"{where}: min {low:g} is above max {high:g} — swap them")
+    of = item.get("of", "each")
+    if of not in ("each", "median"):
+        raise BadInput(f"{where}: of: {of!r} — use each (every slot) or median (fleet median)")
+    filters: list[tuple[str, int | str]] = []
+    for key in _FILTER_KEYS:
+        if key not in item:
+            continue
+        value = item[key]
+        if key in _INT_FILTERS and (isinstance(value, bool) or not isinstance(value, int)):
+            raise BadInput(f"{where}: {key} must be a whole number, not {value!r}")
+        filters.append((key, value if key in _INT_FILTERS else str(value)))
+    model = item.get("model")
+    name = ", ".join(f"{k}={item[k]}" for k in ("model", "scenario", "metric", *_FILTER_KEYS)
+                     if k in item)
+    return Threshold(
+        metric=str(metric), minimum=low, maximum=high,
+        model=model_name(str(model)) if model is not None else None,
+        scenario=scenario, filters=tuple(filters), of=str(of), name=name,
+    )
+
+
+def _bound(where: str, item: Mapping[str, Any], key: str) -> float | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadInput(f"{where}: {key} must be a number, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ThresholdViolation:
+    """A slot's value (or the fleet median, ``host`` None) outside a threshold's bounds."""
+
+    threshold: Threshold
+    configuration: Configuration
+    value: float
+    host: str | None = None
+    slot: str | None = None
+
+    @property
+    def text(self) -> str:
+        """One line for people."""
+        who = f"{self.host}/{self.slot}" if self.host else "fleet median"
+        return (f"{who}: {describe(self.configuration)} = {self.value:g} "
+                f"{METRIC_UNITS[self.configuration[-1]]} (threshold {self.threshold.bounds()})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"host": self.host, "slot": self.slot, **configuration_dict(self.configuration),
+                "value": self.value, "min": self.threshold.minimum,
+                "max": self.threshold.maximum, "rule": self.threshold.name}
+
+
+def check_thresholds(
+    rows: Iterable[HostRecord],
+    stats: Sequence[ConfigurationStats],
+    thresholds: Sequence[Threshold],
+) -> tuple[list[ThresholdViolation], list[Threshold]]:
+    """Violations, and the rules that matched no result (a typo would otherwise pass)."""
+    rows = list(rows)
+    violations: list[ThresholdViolation] = []
+    unmatched: list[Threshold] = []
+    for rule in thresholds:
+        matched = False
+        if rule.of == "median":
+            for stat in stats:
+                if rule.matches(stat.configuration) and stat.median is not None:
+                    matched = True
+                    if rule.violated_by(stat.median):
+                        violations.append(ThresholdViolation(rule, stat.configuration,
+                                                             stat.median))
+        else:
+            for row in rows:
+                value = row.record.value
+                if rule.matches(row.configuration) and value is not None:
+                    matched = True
+                    if rule.violated_by(value):
+                        violations.append(ThresholdViolation(rule, row.configuration, value,
+                                                             row.host, row.slot))
+        if not matched:
+            unmatched.append(rule)
+    return violations, unmatched
+
+
+# --- baseline ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineRef:
+    """Which run the comparison is against and where it came from."""
+
+    run_id: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One configuration's fleet median against the baseline's."""
+
+    configuration: Configuration
+    baseline_median: float
+    median: float
+    worse_by: float
+    regression: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {**configuration_dict(self.configuration), "baseline_median": self.baseline_median,
+                "median": self.median, "worse_by": self.worse_by, "regression": self.regression}
+
+
+def compare_with_baseline(
+    stats: Sequence[ConfigurationStats],
+    baseline_stats: Sequence[ConfigurationStats],
+    *,
+    tolerance: float = 0.05,
+) -> list[Comparison]:
+    """Per configuration both runs measured: regression when worse by more than ``tolerance``."""
+    base = {s.configuration: s.median for s in baseline_stats if s.median is not None}
+    comparisons: list[Comparison] = []
+    for stat in stats:
+        reference = base.get(stat.configuration)
+        if stat.median is None or reference is None:
+            continue
+        gap = worse_by(stat.median, reference, stat.metric)
+        comparisons.append(Comparison(stat.configuration, reference, stat.median, gap,
+                                      gap > tolerance))
+    return comparisons
+
+
+# --- drift ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One fact that should be equal on every host (image digest, partition mode…)."""
+
+    name: str
+    values: Mapping[str, str | None]
+
+    @property
+    def drifted(self) -> bool:
+        """True when hosts that report the fact disagree."""
+        return len({v for v in self.values.values() if v is not None}) > 1
+
+    @property
+    def usual(self) -> str | None:
+        """The value most hosts report (the odd ones out are the others)."""
+        known = [v for v in self.values.values() if v is not None]
+        return Counter(known).most_common(1)[0][0] if known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"name": self.name, "drifted": self.drifted, "usual": self.usual,
+                "values": dict(self.values)}
+
+
+def find_drift(run: FleetRun) -> list[Drift]:
+    """Image digest, MAD commit, partition modes, GPU count, ROCm and driver per host."""
+    facts: list[tuple[str, str]] = [
+        ("image digest", "image_digest"),
+        ("MAD commit", "mad_commit"),
+        ("compute partition", "compute_partition"),
+        ("memory partition", "memory_partition"),
+        ("logical GPUs", "logical_gpus"),
+        ("ROCm version", "rocm_version"),
+        ("driver version", "driver_version"),
+    ]
+    drift: list[Drift] = []
+    for name, attribute in facts:
+        values = {host.name: _text(getattr(host, attribute)) for host in run.hosts}
+        if any(v is not None for v in values.values()):
+            drift.append(Drift(name, values))
+    return drift
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- the gate ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """Knobs of the comparison and of what fails the gate."""
+
+    regression_tolerance: float = 0.05
+    outlier_mads: float = 3.0
+    outlier_min_gap: float = 0.05
+    fail_on_outliers: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("regression_tolerance", "outlier_mads", "outlier_min_gap"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise BadInput(f"{name.replace('_', ' ')} {value!r} must be a number ≥ 0")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The verdict: failed or not, a headline per kind of failure, and every reason."""
+
+    failed: bool
+    reasons: tuple[str, ...]
+    headlines: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"failed": self.failed, "headlines": list(self.headlines),
+                "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class FleetAnalysis:
+    """Everything the report says about a run."""
+
+    stats: tuple[ConfigurationStats, ...]
+    outliers: tuple[Outlier, ...]
+    missing: tuple[MissingResult, ...]
+    failures: tuple[HostRecord, ...]
+    violations: tuple[ThresholdViolation, ...]
+    unmatched_thresholds: tuple[Threshold, ...]
+    thresholds: tuple[Threshold, ...]
+    comparisons: tuple[Comparison, ...]
+    baseline: BaselineRef | None
+    drift: tuple[Drift, ...]
+    problems: tuple[ReadProblem, ...]
+    gate: Gate
+    options: GateOptions
+
+    @property
+    def regressions(self) -> tuple[Comparison, ...]:
+        """Comparisons beyond the tolerance."""
+        return tuple(c for c in self.comparisons if c.regression)
+
+    @property
+    def drifted(self) -> tuple[Drift, ...]:
+        """Facts on which hosts disagree."""
+        return tuple(d for d in self.drift if d.drifted)
+
+
+def gate(
+    run: FleetRun,
+    violations: Sequence[ThresholdViolation],
+    regressions: Sequence[Comparison],
+    outliers: Sequence[Outlier],
+    tolerance: float,
+    *,
+    fail_on_outliers: bool,
+) -> Gate:
+    """The gate: thresholds, regressions, no results at all, outliers when asked."""
+    reasons = [f"threshold violated — {v.text}" for v in violations]
+    headlines = []
+    if violations:
+        rules = len({v.threshold for v in violations})
+        headlines.append(f"{_count(len(violations), 'threshold violation')} "
+                         f"({_count(rules, 'rule')} broken)")
+    reasons += [
+        f"regression — {describe(c.configuration)}: fleet median {c.median:g} vs baseline "
+        f"{c.baseline_median:g} ({c.worse_by:.1%} worse, tolerance {tolerance:.0%})"
+        for c in regressions
+    ]
+    if regressions:
+        worst = max(regressions, key=lambda c: c.worse_by)
+        headlines.append(
+            f"{_count(len(regressions), 'regression')} against the baseline: fleet medians "
+            f"up to {worst.worse_by:.1%} worse (tolerance {tolerance:.0%}; worst "
+            f"{describe(worst.configuration)})"
+        )
+    if not any(row.record.value is not None for row in run.rows):
+        reasons.append("no benchmark results in the run — see the host statuses")
+        headlines.append(reasons[-1])
+    if fail_on_outliers and outliers:
+        reasons += [
+            f"outlier — {o.host}/{o.slot}: {describe(o.configuration)} = {o.value:g} "
+            f"({o.worse_by:.1%} worse than the fleet median {o.median:g})"
+            for o in outliers
+        ]
+        members = sorted({f"{o.host}/{o.slot}" for o in outliers})
+        shown = ", ".join(members[:5]) + (" …" if len(members) > 5 else "")
+        headlines.append(f"{_count(len(outliers), 'outlier')} on "
+                         f"{_count(len(members), 'host slot')} ({shown})")
+    return Gate(failed=bool(reasons), reasons=tuple(reasons), headlines=tuple(headlines))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def analyse(
+    run: FleetRun,
+    *,
+    thresholds: Sequence[Threshold] = (),
+    baseline_rows: Iterable[HostRecord] | None = None,
+    baseline: BaselineRef | None = None,
+    options: GateOptions | None = None,
+) -> FleetAnalysis:
+    """Statistics, findings and the gate of ``run`` (against ``baseline_rows`` when given)."""
+    options = options or GateOptions()
+    stats = fleet_statistics(run.rows)
+    outliers = find_outliers(run.rows, stats, mads=options.outlier_mads,
+                             min_gap=options.outlier_min_gap)
+    violations, unmatched = check_thresholds(run.rows, stats, thresholds)
+    comparisons: list[Comparison] = []
+    if baseline_rows is not None:
+        comparisons = compare_with_baseline(stats, fleet_statistics(baseline_rows),
+                                            tolerance=options.regression_tolerance)
+    verdict = gate(run, violations, [c for c in comparisons if c.regression], outliers,
+                   options.regression_tolerance, fail_on_outliers=options.fail_on_outliers)
+    return FleetAnalysis(
+        stats=tuple(stats),
+        outliers=tuple(outliers),
+        missing=tuple(find_missing(run)),
+        failures=tuple(failed_measurements(run.rows)),
+        violations=tuple(violations),
+        unmatched_thresholds=tuple(unmatched),
+        thresholds=tuple(thresholds),
+        comparisons=tuple(comparisons),
+        baseline=baseline if baseline_rows is not None else None,
+        drift=tuple(find_drift(run)),
+        problems=run.problems,
+        gate=verdict,
+        options=options,
+    )

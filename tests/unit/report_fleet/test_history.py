@@ -1,0 +1,164 @@
+"""The SQLite history: round trip, comparable runs, trends, idempotent re-insert, CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fleetbench.cli import main
+from fleetbench.errors import BadInput
+from fleetbench.history import (
+    default_history_path,
+    list_runs,
+    load_rows,
+    previous_comparable_run,
+    store_run,
+    trends,
+)
+from fleetbench.reports.fleet import FleetRun, collect_run
+from tests.unit.report_fleet.fleet_runs import HostSpec, write_run
+
+
+def make_run(root: Path, run_id: str, day: int, factor: float = 1.0, **plan: str) -> FleetRun:
+    hosts = {name: HostSpec(factor=factor) for name in ("lab01", "lab02", "lab03")}
+    return collect_run(write_run(root / run_id, hosts, run_id=run_id,
+                                 created=f"2026-11-{day:02d}T04:00:00Z", **plan))
+
+
+def count(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as connection:
+        value: int = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return value
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    run = make_run(tmp_path, "20261101T040000Z-aaaa", 1)
+    store_run(db, run, gate_failed=False)
+    assert load_rows(db, run.run_id) == list(run.rows)
+    (stored,) = list_runs(db)
+    assert (stored.run_id, stored.model, stored.dtype, stored.scenario, stored.gate_failed) == (
+        run.run_id, "Llama-3.1-8B-Instruct", "float16", "all", False)
+    assert count(db, "hosts") == 3
+
+
+def test_storing_a_run_again_replaces_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    run = make_run(tmp_path, "20261101T040000Z-aaaa", 1)
+    store_run(db, run, gate_failed=False)
+    store_run(db, run, gate_failed=True)
+    assert count(db, "runs") == 1
+    assert count(db, "records") == len(run.rows)
+    assert list_runs(db)[0].gate_failed
+    # The same run id with different results (the report rebuilt after a fix).
+    fewer = FleetRun(run.run_id, run.run_dir, run.created, run.finished, run.plan, run.hosts,
+                     run.rows[:10])
+    store_run(db, fewer, gate_failed=False)
+    assert count(db, "records") == 10
+    assert load_rows(db, run.run_id) == list(run.rows[:10])
+
+
+def test_previous_comparable_run(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    first = make_run(tmp_path, "20261101T040000Z-0001", 1)
+    second = make_run(tmp_path, "20261102T040000Z-0002", 2)
+    other_dtype = make_run(tmp_path, "20261103T040000Z-0003", 3, dtype="float8")
+    other_scenario = make_run(tmp_path, "20261104T040000Z-0004", 4, scenario="latency")
+    later = make_run(tmp_path, "20261106T040000Z-0006", 6)
+    current = make_run(tmp_path, "20261105T040000Z-0005", 5)
+    assert previous_comparable_run(db, current) is None  # no database yet
+    for run in (first, second, other_dtype, other_scenario, later):
+        store_run(db, run, gate_failed=False)
+    assert previous_comparable_run(db, current) == second.run_id
+    store_run(db, current, gate_failed=False)
+    assert previous_comparable_run(db, current.run_id) == second.run_id
+    assert previous_comparable_run(db, first.run_id) is None
+    with pytest.raises(BadInput, match="not in the history database"):
+        previous_comparable_run(db, "nope")
+
+
+def test_a_run_without_results_is_no_baseline(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    good = make_run(tmp_path, "20261101T040000Z-0001", 1)
+    empty = collect_run(write_run(tmp_path / "e", {"lab01": HostSpec(status="unreachable",
+                                                                      reports=False)},
+                                  run_id="20261102T040000Z-0002",
+                                  created="2026-11-02T04:00:00Z"))
+    current = make_run(tmp_path, "20261103T040000Z-0003", 3)
+    store_run(db, good, gate_failed=False)
+    store_run(db, empty, gate_failed=True)
+    assert previous_comparable_run(db, current) == good.run_id
+
+
+def test_trends_fleet_and_host_medians(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    for day, factor in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        store_run(db, make_run(tmp_path, f"2026110{day}T040000Z-000{day}", day, factor),
+                  gate_failed=False)
+    points = trends(db, metric="throughput_total", scenario="throughput", limit=2)
+    assert [p.run_id for p in points][::4] == ["20261102T040000Z-0002", "20261103T040000Z-0003"]
+    assert len(points) == 2 * 4  # 2 runs x 4 throughput configurations
+    first = points[0]
+    assert first.configuration[4] == 4000 and first.count == 6 and first.host is None
+    # 15152 tok/s x2; the 6 slots' noise factors -0.6/-0.3/-0.3/0/+0.3/+0.6 % have
+    # median -0.15 %.
+    assert first.median == pytest.approx(15152 * 2 * 0.9985)
+    host = trends(db, metric="throughput_total", host="lab02", scenario="throughput", limit=1)
+    assert {(p.host, p.count) for p in host} == {("lab02", 2)}
+    assert trends(db, model="Other") == []
+    with pytest.raises(BadInput, match="at least 1"):
+        trends(db, limit=0)
+
+
+def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FLEETBENCH_HISTORY", str(tmp_path / "x.sqlite"))
+    assert default_history_path() == tmp_path / "x.sqlite"
+    monkeypatch.delenv("FLEETBENCH_HISTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert default_history_path() == tmp_path / "state" / "fleetbench" / "history.sqlite"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_history_path() == (
+        tmp_path / "home" / ".local" / "state" / "fleetbench" / "history.sqlite")
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    db.write_text("not sqlite at all, just some text " * 100)
+    with pytest.raises(BadInput, match="not a fleetbench history database"):
+        store_run(db, make_run(tmp_path, "20261101T040000Z-0001", 1), gate_failed=False)
+
+
+def test_history_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "h.sqlite"
+    for day in (1, 2):
+        store_run(db, make_run(tmp_path, f"2026110{day}T040000Z-000{day}", day, day),
+                  gate_failed=day == 2)
+    assert main(["history", "--db", str(db), "--metric", "throughput_total", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in data["runs"]] == ["20261101T040000Z-0001",
+                                                   "20261102T040000Z-0002"]
+    assert [r["gate_failed"] for r in data["runs"]] == [False, True]
+    assert {p["metric"] for p in data["points"]} == {"throughput_total"}
+    assert main(["history", "--db", str(db), "--host", "lab01", "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "median of lab01's slots" in out and "gate failed" in out
+    assert "20261101T040000Z-0001" not in out
+
+
+def test_history_command_without_database(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "no history database" in capsys.readouterr().err
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_history_default_database_is_the_environment_one(
+        private_history: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store_run(private_history, make_run(tmp_path, "20261101T040000Z-0001", 1),
+              gate_failed=False)
+    assert main(["history", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["db"] == str(private_history)
