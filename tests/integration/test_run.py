@@ -27,9 +27,13 @@ def run_args(lab: LabFleet, runs: Path, *extra: str) -> list[str]:
             "--scenario", "latency", "--slots", "2", "--runs-dir", str(runs), "--json", *extra]
 
 
-def fleetbench_run(lab: LabFleet, runs: Path, *extra: str,
-                   env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
-    done = run_cli(*run_args(lab, runs, *extra), env={"HF_TOKEN": CANARY, **(env or {})})
+def run_env(runs: Path) -> dict[str, str]:
+    """The token, and a history of this test's own (no earlier run is a baseline)."""
+    return {"HF_TOKEN": CANARY, "FLEETBENCH_HISTORY": str(runs / "history.sqlite")}
+
+
+def fleetbench_run(lab: LabFleet, runs: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    done = run_cli(*run_args(lab, runs, *extra), env=run_env(runs))
     assert done.returncode in (0, 1), done.stderr
     summary = json.loads(done.stdout)
     assert CANARY not in done.stdout + done.stderr
@@ -94,6 +98,9 @@ def test_spx_host_is_skipped_others_collected_and_no_secret_left(
         steps = data["hosts"][host]["steps"]
         assert list(steps) == ["preflight", "lock", "image", "mad", "benchmark", "collect"]
     assert not summary_reports(run_dir / "hosts" / "lab04")
+    report = run_dir / "report" / "index.html"
+    assert report.exists() and summary["report"]["gate_failed"] is False
+    assert all(h in report.read_text() for h in ("lab01", "lab02", "lab03", "lab04"))
     assert data["image"]["drift"] is False
     assert fleetbench_containers() == []
     hits = scan_for(CANARY, run_dir, run_lab.root, Path.home() / ".ansible", Path("/dev/shm"))
@@ -127,7 +134,7 @@ def test_failing_and_hanging_benchmarks(run_lab: LabFleet, tmp_path: Path) -> No
     # --resume re-runs only what did not end ok, and keeps what finished.
     kept = run_dir / "hosts" / "lab03" / "slot0" / "benchmark.log"
     before = kept.stat().st_mtime_ns
-    done = run_cli("run", "--resume", str(run_dir), "--json", env={"HF_TOKEN": CANARY})
+    done = run_cli("run", "--resume", str(run_dir), "--json", env=run_env(tmp_path / "runs"))
     assert done.returncode == 0, done.stdout + done.stderr
     data = manifest(run_dir)
     assert {e["status"] for e in data["hosts"].values()} == {"ok"}
@@ -151,7 +158,7 @@ def test_unreachable_mid_run(run_lab: LabFleet, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [str(FLEETBENCH), *run_args(run_lab, tmp_path / "runs")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "HF_TOKEN": CANARY},
+        env={**os.environ, **run_env(tmp_path / "runs")},
     )
     try:
         deadline = time.monotonic() + 120
@@ -175,7 +182,7 @@ def test_ctrl_c_removes_containers(run_lab: LabFleet, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [str(FLEETBENCH), *run_args(run_lab, tmp_path / "runs", "--limit", "lab01,lab02")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "HF_TOKEN": CANARY},
+        env={**os.environ, **run_env(tmp_path / "runs")},
     )
     try:
         deadline = time.monotonic() + 120

@@ -13,6 +13,8 @@ from rich.table import Table
 from fleetbench import plan as planning
 from fleetbench import run as runs
 from fleetbench.progress import FleetProgress
+from fleetbench.reports.render import DEFAULT, build_report
+from fleetbench.reports.stats import load_thresholds
 from fleetbench.secrets import load_hf_token
 
 
@@ -46,6 +48,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="file holding the Hugging Face token (default: $HF_TOKEN)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="finish a run: re-run only the hosts and slots not ok")
+    parser.add_argument("--thresholds", type=Path,
+                        help="thresholds YAML for the report's gate (see report build)")
+    parser.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+                        help="compare with this run (default: the previous comparable run)")
+    parser.add_argument("--history", type=Path, metavar="DB",
+                        help="history database (default $FLEETBENCH_HISTORY or "
+                        "~/.local/state/fleetbench/history.sqlite)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="collect only; build the report later with report build")
     parser.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     parser.set_defaults(handler=handle)
 
@@ -65,18 +76,31 @@ def handle(args: argparse.Namespace) -> int:
             runs_dir=args.runs_dir, limit=args.limit,
             timeout_s=planning.parse_duration(args.timeout), token=token,
         )
+    if args.thresholds is not None:
+        load_thresholds(args.thresholds)  # a bad file is bad input: fail before any host
     console = Console(stderr=True)
     with FleetProgress(len(request.fleet.hosts), "run", console) as progress:
         run_dir, manifest = runs.execute(
             request, on_step=progress.step,
             on_host=progress.host_done,
         )
+    gate_failed = False
+    summary = _summary(run_dir, manifest)
+    if not args.no_report:
+        report = build_report(run_dir, baseline=args.baseline, thresholds=args.thresholds,
+                              history_db=args.history if args.history else DEFAULT)
+        gate_failed = report.gate_failed
+        summary["report"] = {"gate_failed": gate_failed,
+                             **{k: str(v) for k, v in report.outputs.items()}}
     if args.json:
-        print(json.dumps(_summary(run_dir, manifest), indent=2))
+        print(json.dumps(summary, indent=2))
     else:
         Console().print(_table(manifest))
         print(f"run directory: {run_dir}")
-    return 0 if manifest["summary"]["ok"] else 1
+        if "report" in summary:
+            verdict = "FAILED" if gate_failed else "passed"
+            print(f"report: {run_dir / 'report' / 'index.html'} (gate {verdict})")
+    return 0 if manifest["summary"]["ok"] and not gate_failed else 1
 
 
 def _require(args: argparse.Namespace, name: str, flag: str) -> None:
