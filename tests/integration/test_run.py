@@ -46,12 +46,35 @@ def manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def fleetbench_containers() -> list[str]:
+    # One API call: listing then inspecting races with the run removing its containers.
     client = docker.from_env()
     try:
-        return [c.name for c in client.containers.list(all=True,
-                                                       filters={"label": "fleetbench.run"})]
+        listed = client.api.containers(all=True, filters={"label": "fleetbench.run"})
+        return [c["Names"][0].lstrip("/") for c in listed]
     finally:
         client.close()
+
+
+def wait_for_containers(proc: subprocess.Popen[str], enough: Any) -> None:
+    """Wait until the run has started the containers ``enough(names)`` asks for."""
+    deadline = time.monotonic() + 120
+    while not enough(fleetbench_containers()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop(proc)
+            out, err = proc.communicate()
+            pytest.fail(f"the benchmarks never started:\n{out[-3000:]}\n{err[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Never leave a run behind a failed test: it would hold the hosts' locks."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def scan_for(needle: str, *roots: Path) -> list[Path]:
@@ -161,14 +184,11 @@ def test_unreachable_mid_run(run_lab: LabFleet, tmp_path: Path) -> None:
         env={**os.environ, **run_env(tmp_path / "runs")},
     )
     try:
-        deadline = time.monotonic() + 120
-        while not any("lab03" in name for name in fleetbench_containers()):
-            assert time.monotonic() < deadline, "lab03's benchmark never started"
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
+        wait_for_containers(proc, lambda names: any("lab03" in n for n in names))
         run_lab.set("lab03", "sshd=stopped")
         out, err = proc.communicate(timeout=300)
     finally:
+        stop(proc)
         run_lab.restore("lab03")
     assert proc.returncode == 1, err
     hosts = json.loads(out)["hosts"]
@@ -185,14 +205,11 @@ def test_ctrl_c_removes_containers(run_lab: LabFleet, tmp_path: Path) -> None:
         env={**os.environ, **run_env(tmp_path / "runs")},
     )
     try:
-        deadline = time.monotonic() + 120
-        while len(fleetbench_containers()) < 4:
-            assert time.monotonic() < deadline, "the benchmarks never started"
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
+        wait_for_containers(proc, lambda names: len(names) >= 4)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=180)
     finally:
+        stop(proc)
         for host in ("lab01", "lab02"):
             run_lab.restore(host)
     assert proc.returncode == 1, err

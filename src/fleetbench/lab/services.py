@@ -259,6 +259,11 @@ class SshdHost:
         return self.host_dir / "ssh_host_ed25519_key"
 
     @property
+    def home(self) -> Path:
+        """Home folder of the lab user on this host."""
+        return self.host_dir / "home"
+
+    @property
     def config(self) -> Path:
         """sshd_config of this host."""
         return self.host_dir / "sshd_config"
@@ -285,7 +290,9 @@ def sshd_config_text(host: SshdHost, path_dirs: list[str]) -> str:
             # A fleet controller opens many sessions at once; the default 10:30:100 drops them.
             "MaxStartups 200:30:400",
             "MaxSessions 200",
-            f"SetEnv PATH={user_path} FLEETBENCH_LAB_HOST={host.name}",
+            # Each host its own home: its own ~/.ansible, and none of this machine's shell
+            # start-up files (which may do slow, lock-taking work on every SSH command).
+            f"SetEnv PATH={user_path} HOME={host.home} FLEETBENCH_LAB_HOST={host.name}",
             "Subsystem sftp internal-sftp",
             "LogLevel ERROR",
             "",
@@ -319,6 +326,7 @@ def start_sshd(host: SshdHost, path_dirs: list[str]) -> int:
             "choose other addresses with --first-address"
         )
     generate_key(host.host_key, f"fleetbench-lab-{host.name}")
+    host.home.mkdir(mode=0o700, exist_ok=True)
     host.config.write_text(sshd_config_text(host, path_dirs))
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
     sshd = require_binaries(("sshd",))["sshd"]
