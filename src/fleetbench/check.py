@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ class HostCheck:
     docker_version: str | None = None
     rocm_version: str | None = None
     free_disk_gb: float | None = None
+    #: Everything the preflight judged (``fleetbench.preflight.judge_probe``): the full
+    #: partition verdict with each source's reading, driver version… (None: no verdict).
+    verdict: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def contract(self) -> dict[str, Any]:
         """The per-host object of ``fleetbench check --json`` (DESIGN.md §6), exactly."""
@@ -76,6 +79,7 @@ def host_check(name: str, result: TaskResult | None) -> HostCheck:
         docker_version=verdict.get("docker_version"),
         rocm_version=verdict.get("rocm_version"),
         free_disk_gb=verdict.get("free_disk_gb"),
+        verdict=verdict,
     )
 
 

@@ -196,6 +196,9 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 f"{host_dir / 'bench.env'}:/fleetbench-lab/bench.env:ro"
             ],
             "fleetbench_work_dir": str(host_dir / "work"),
+            # All lab hosts share this machine's Docker engine: only containers that mount
+            # this host's files are this host's (partition apply refuses while they run).
+            "fleetbench_container_filters": [f"volume={host_dir / 'bench.env'}"],
         }
     return {
         "all": {
@@ -216,6 +219,9 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 "fleetbench_container_devices": [],
                 # Lab hosts share one disk; a real image needs tens of GB, the stand-in does not.
                 "fleetbench_min_free_disk_gb": 1,
+                # The lab's SSH user already owns the simulators; sudo's secure_path would
+                # also hide them (they are on the lab sshd's PATH only).
+                "fleetbench_become": False,
             },
             "children": {
                 "lab": {

@@ -4,7 +4,9 @@ A host directory holds::
 
     HOST_DIR/gpu-state.json        GpuState (compute/memory mode, GPU count, ROCm version, faults)
     HOST_DIR/gpu-state.lock        flock()ed while a set operation changes the state
-    HOST_DIR/root/sys/...          sysfs: PCI partition files, DRM nodes, KFD topology
+    HOST_DIR/root/sys/...          sysfs: PCI partition files, DRM nodes, KFD topology and,
+                                   while busy, the KFD ``proc/<pid>`` entry of a GPU client
+    HOST_DIR/root/proc/<pid>/      comm and cmdline of that client (busy hosts only)
     HOST_DIR/root/opt/rocm/.info/version
     HOST_DIR/bin/rocm-smi, amd-smi wrappers calling fleetbench.lab.smi.main
 
@@ -64,6 +66,9 @@ FIRST_RENDER_MINOR = 128
 DRM_NODES_PER_GPU = 8  # the driver reserves 8 DRM minors per GPU in every mode
 SIMD_ID_BASE = 2147488064
 SIMD_ID_STEP_PER_XCC = 40
+# The GPU client a busy host runs: what `ps` would show for a vLLM server.
+BUSY_PROCESS_COMM = "python3"
+BUSY_PROCESS_ARGV = ("python3", "-m", "vllm.entrypoints.openai.api_server", "--port", "8000")
 
 GPU_SETTING_KEYS = (
     "compute",
@@ -586,6 +591,15 @@ def _render_kfd(sys_dir: Path, state: GpuState, devices: tuple[LogicalGpu, ...],
                 ]
             ),
         )
+    # Real KFD keeps one proc/<pid> folder per process that holds /dev/kfd open (always
+    # present, empty when idle): a busy host shows its client there.
+    proc = sys_dir / "class" / "kfd" / "kfd" / "proc"
+    proc.mkdir(parents=True, exist_ok=True)
+    if state.busy:
+        client = proc / str(busy_pid(seed))
+        _write(client / "pasid", f"{32768 + derive(seed, 'pasid') % 32768}\n")
+        for device in devices:
+            _write(client / f"vram_{device.kfd_gpu_id}", "0\n")
     hive_id = derive(seed, "hive_id")
     for device in devices:
         node = nodes / str(device.node)
@@ -636,6 +650,8 @@ def _render_pci(sys_dir: Path, state: GpuState, devices: tuple[LogicalGpu, ...],
     _link(
         sys_dir / "module" / "amdgpu" / "drivers" / "pci:amdgpu", "../../../bus/pci/drivers/amdgpu"
     )
+    # The DKMS amdgpu module says its version here (the ROCm release's driver).
+    _write(sys_dir / "module" / "amdgpu" / "version", f"{state.release.amdgpu}\n")
     # Secondary partitions are amdgpu_xcp platform devices (no partition files, FORMATS §4).
     for device in devices:
         if device.primary:
@@ -665,10 +681,31 @@ def render_host(host_dir: Path, state: GpuState) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+    staging = Path(tempfile.mkdtemp(prefix=".proc-new-", dir=root))
+    try:
+        _render_proc(staging, state, seed)
+        _swap_in(staging, root / "proc")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     release = state.release
     _write_atomic(
         root / "opt" / "rocm" / ".info" / "version", f"{release.version}-{release.build}\n"
     )
+
+
+def busy_pid(seed: str) -> int:
+    """The pid of the simulated GPU client of the host named ``seed`` (stable per host)."""
+    return 10000 + derive(seed, "busy_pid") % 50000
+
+
+def _render_proc(proc_dir: Path, state: GpuState, seed: str) -> None:
+    # /proc of the host, as far as a GPU-user listing reads it: comm and cmdline of the client.
+    if not state.busy:
+        return
+    client = proc_dir / str(busy_pid(seed))
+    _write(client / "comm", BUSY_PROCESS_COMM + "\n")
+    _write(client / "cmdline", "\0".join(BUSY_PROCESS_ARGV) + "\0")
 
 
 def _swap_in(staging: Path, target: Path) -> None:

@@ -1,0 +1,272 @@
+"""``fleetbench partition apply``: set a partition on a fleet, batch by batch (partition.yml).
+
+Every host ends with one status:
+
+- ``ok`` — the host shows the target partition (``changed`` says whether anything was set);
+- ``skipped:busy`` — a change was needed but GPU processes or containers run: untouched;
+- ``skipped:roll-stopped`` — an earlier host failed, so the roll stopped before anything
+  changed here;
+- ``failed:<step>`` — ``probe`` (cannot be planned), ``compute``, ``memory``, ``reload``
+  (the driver or the tool refused; later steps were not run), ``verify`` (set, but the
+  partition does not show), ``unverified`` (set, but the roll stopped before it was read
+  back: run ``fleetbench partition show``);
+- ``unreachable``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetbench.errors import BadInput
+from fleetbench.inventory import load_fleet
+from fleetbench.partition.verdict import ExpectedPartition
+from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
+
+PLAYBOOK = "partition"
+PROBE_ACTION = "fleetbench_partition_probe"
+APPLY_ACTION = "fleetbench_partition_apply"
+MAX_FORKS = 100
+
+Serial = int | str
+
+
+def parse_serial(text: str | int) -> Serial:
+    """``--serial``: a whole number of hosts per batch (>= 1) or a percentage ``"25%"``."""
+    value = str(text).strip()
+    if re.fullmatch(r"\d+", value) and int(value) >= 1:
+        return int(value)
+    percent = re.fullmatch(r"(\d+(?:\.\d+)?)%", value)
+    if percent and 0 < float(percent.group(1)) <= 100:
+        return value
+    raise BadInput(
+        f"--serial {text!r} is not a batch size — give a number of hosts (1 or more) or a "
+        "percentage of the fleet such as 25%"
+    )
+
+
+def batch_size(serial: Serial, hosts: int) -> int:
+    """Hosts in the first batch, as Ansible computes it (a percentage rounds down, min 1)."""
+    if isinstance(serial, int):
+        return max(1, min(serial, hosts))
+    share = float(serial.rstrip("%")) / 100
+    return max(1, min(hosts, math.floor(hosts * share)))
+
+
+@dataclass(frozen=True)
+class HostApply:
+    """What ``partition apply`` did on one host."""
+
+    name: str
+    status: str
+    changed: bool = False
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+    steps: tuple[Mapping[str, Any], ...] = ()
+    processes: tuple[Mapping[str, Any], ...] = ()
+    containers: tuple[Mapping[str, Any], ...] = ()
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def touched(self) -> bool:
+        """True when fleetbench ran a set or reload command on the host."""
+        return bool(self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (the per-host object of ``partition apply --json``)."""
+        return {
+            "status": self.status,
+            "changed": self.changed,
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "steps": [dict(s) for s in self.steps],
+            "processes": [dict(p) for p in self.processes],
+            "containers": [dict(c) for c in self.containers],
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """The roll: its target, batch size, every host in inventory order."""
+
+    target: ExpectedPartition
+    serial: Serial
+    hosts: tuple[HostApply, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every host ended ``ok``."""
+        return all(h.status == "ok" for h in self.hosts)
+
+    @property
+    def roll_stopped(self) -> bool:
+        """True when a failure stopped the roll before every host had its turn."""
+        return any(h.status in ("skipped:roll-stopped", "failed:unverified") for h in self.hosts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``partition apply --json``."""
+        return {
+            "ok": self.ok,
+            "target": self.target.label,
+            "serial": self.serial,
+            "roll_stopped": self.roll_stopped,
+            "hosts": {h.name: h.to_dict() for h in self.hosts},
+        }
+
+
+def _before(probe: Mapping[str, Any]) -> dict[str, Any]:
+    verdict = probe.get("verdict") or {}
+    return {
+        "compute_partition": verdict.get("compute_partition"),
+        "memory_partition": verdict.get("memory_partition"),
+        "logical_gpus": verdict.get("logical_gpus"),
+        "planned": [f"{s['kind']} {s['mode']}" for s in (probe.get("plan") or {}).get("steps", [])],
+    }
+
+
+def _after(probe: Mapping[str, Any]) -> dict[str, Any]:
+    verdict = probe.get("verdict") or {}
+    return {
+        "compute_partition": verdict.get("compute_partition"),
+        "memory_partition": verdict.get("memory_partition"),
+        "logical_gpus": verdict.get("logical_gpus"),
+        "partition_memory_bytes": verdict.get("partition_memory_bytes"),
+    }
+
+
+def _ours(result: TaskResult, action: str, purpose: str | None = None) -> bool:
+    if result.action != action or result.outcome == "skipped":
+        return False
+    return purpose is None or result.result.get("purpose") == purpose
+
+
+def host_apply(name: str, results: Sequence[TaskResult], stopped: bool) -> HostApply:
+    """Turn one host's task results in ``partition.yml`` into its status.
+
+    ``stopped``: the roll stopped (some host failed), so a host without a final result was
+    cut short by it rather than lost.
+    """
+    before = next((r for r in results if _ours(r, PROBE_ACTION, "apply")), None)
+    applied = next((r for r in results if _ours(r, APPLY_ACTION)), None)
+    verified = next((r for r in results if _ours(r, PROBE_ACTION, "verify")), None)
+    probe = before.result if before is not None else {}
+    steps = tuple(applied.result.get("steps") or ()) if applied is not None else ()
+    warnings = [*(probe.get("warnings") or ())]
+    if applied is not None:
+        warnings += applied.result.get("warnings") or ()
+    if verified is not None:
+        warnings += (verified.result.get("verdict") or {}).get("warnings") or ()
+
+    def host(status: str, *problems: str) -> HostApply:
+        return HostApply(
+            name,
+            status,
+            changed=bool(steps),
+            before=_before(probe) if before is not None and before.outcome == "ok" else {},
+            after=_after(verified.result) if verified is not None else {},
+            steps=steps,
+            processes=tuple(probe.get("processes") or ()),
+            containers=tuple(probe.get("containers") or ()),
+            problems=tuple(p for p in problems if p),
+            warnings=tuple(dict.fromkeys(str(w) for w in warnings)),
+        )
+
+    unreachable = [r for r in results if r.outcome == "unreachable"]
+    if unreachable:
+        return host("unreachable", unreachable[-1].message or "unreachable")
+    other = [r for r in results if r.outcome == "failed"
+             and r.action not in (PROBE_ACTION, APPLY_ACTION)]
+    if other:  # e.g. the role's argument validation
+        step = "arguments" if other[0].action.endswith("validate_argument_spec") else "task"
+        return host(f"failed:{step}", other[0].message)
+    if before is None:
+        if stopped:
+            return host("skipped:roll-stopped",
+                        "the roll stopped before this host's turn: nothing was changed")
+        return host("failed:probe", "the partition probe never ran on this host")
+    if before.outcome == "failed":
+        return host("failed:probe", before.message)
+    if probe.get("refused"):
+        return host("skipped:busy", str(probe.get("refusal") or "the GPUs are in use"))
+    if applied is not None and applied.outcome == "failed":
+        return host(f"failed:{applied.result.get('failed_step') or 'apply'}", applied.message)
+    if verified is None:
+        if steps:
+            return host("failed:unverified", "the partition was set, but the roll stopped "
+                        "before it was read back — run `fleetbench partition show`")
+        if stopped:
+            return host("skipped:roll-stopped",
+                        "the roll stopped before this host was changed: nothing was changed")
+        return host("failed:verify", "the partition was never read back")
+    if verified.outcome == "failed":
+        return host("failed:verify", verified.message)
+    return host("ok")
+
+
+def report_from_run(hosts: Sequence[str], target: ExpectedPartition, serial: Serial,
+                    run: PlaybookRun) -> ApplyReport:
+    """An :class:`ApplyReport` for ``hosts`` from the results of ``partition.yml``."""
+    stopped = any(r.outcome in ("failed", "unreachable") and not r.ignored for r in run.results)
+    return ApplyReport(
+        target=target,
+        serial=serial,
+        hosts=tuple(host_apply(h, run.for_host(h), stopped) for h in hosts),
+    )
+
+
+def apply_partitions(
+    inventory: Path,
+    target: ExpectedPartition,
+    *,
+    serial: Serial = 1,
+    limit: str | None = None,
+    on_host: Callable[[HostApply], None] | None = None,
+    on_step: Callable[[str, str], None] | None = None,
+) -> ApplyReport:
+    """Set ``target`` on every host of ``inventory`` (narrowed by ``limit``), batch by batch.
+
+    Nothing is confirmed here: the caller asks the admin first. BadInput (nothing started)
+    for a bad inventory, limit or serial; host failures are results.
+    """
+    serial = parse_serial(serial)
+    fleet = load_fleet(inventory, limit)
+    seen: dict[str, list[TaskResult]] = {}
+    finished: set[str] = set()
+
+    def on_result(result: TaskResult) -> None:
+        # Progress only: a host is final once verified, refused, failed or unreachable.
+        seen.setdefault(result.host, []).append(result)
+        if on_host is None or result.host in finished:
+            return
+        final = (
+            result.outcome in ("failed", "unreachable")
+            or _ours(result, PROBE_ACTION, "verify")
+            or (_ours(result, PROBE_ACTION, "apply") and bool(result.result.get("refused")))
+        )
+        if final:
+            finished.add(result.host)
+            on_host(host_apply(result.host, seen[result.host], stopped=False))
+
+    run = run_playbook(
+        PLAYBOOK,
+        fleet.inventory,
+        limit=limit,
+        extravars={
+            "partition_compute": target.compute,
+            "partition_memory": target.memory,
+            "partition_logical_per_physical": target.logical_per_physical or 0,
+            "partition_missing_partition_is_error": target.missing_partition_is_error,
+            "partition_serial": serial,
+        },
+        forks=min(batch_size(serial, len(fleet.hosts)), MAX_FORKS),
+        on_result=on_result,
+        on_task_start=on_step,
+    )
+    return report_from_run(fleet.hosts, target, serial, run)
