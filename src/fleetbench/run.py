@@ -300,7 +300,7 @@ def _open_run(request: RunRequest) -> tuple[Path, dict[str, Any]]:
 def _play(request: RunRequest, run_id: str, hosts: list[str], *,
           slots_by_host: Mapping[str, list[dict[str, Any]]], collect_dest: Path,
           on_result: Callable[[TaskResult], None],
-          on_step: Callable[[str, str], None] | None) -> PlaybookRun:
+          on_step: Callable[[str, str], None] | None) -> tuple[PlaybookRun, PlaybookRun]:
     """run.yml, then cleanup.yml whatever happened (a failure, Ctrl-C, SIGTERM)."""
     limit = ",".join(hosts)
     forks = min(len(hosts), 100)
@@ -308,13 +308,23 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
         extravars["benchmark_hf_token_file"] = str(token_path or "")
         try:
-            return run_playbook(
+            run = run_playbook(
                 "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
                 on_result=on_result, on_task_start=on_step, cancel=cancel,
             )
         finally:
-            run_playbook("cleanup", request.fleet.inventory, limit=limit,
-                         extravars={"fleetbench_run_id": run_id}, forks=forks)
+            cleanup = run_playbook("cleanup", request.fleet.inventory, limit=limit,
+                                   extravars={"fleetbench_run_id": run_id}, forks=forks)
+    return run, cleanup
+
+
+def cleanup_status(results: tuple[TaskResult, ...]) -> str:
+    """``ok``, or why the run's containers, token and lock may still be on the host."""
+    for result in results:
+        if result.outcome in {"failed", "unreachable"}:
+            return (f"{result.outcome}: {_first_line(result.message)} — containers, token "
+                    "file or lock of this run may remain; fleetbench run --resume cleans up")
+    return "ok" if results else "not run"
 
 
 def _record_host(host: str, run: PlaybookRun | None, hosts_dir: Path,
@@ -368,11 +378,15 @@ def execute(
                      else _failure_status(_step_of(result), result))
             on_host(result.host, label, _first_line(result.message))
 
-    run = _play(request, manifest["run_id"], hosts, slots_by_host=slots_by_host,
-                collect_dest=hosts_dir, on_result=on_result, on_step=on_step) if hosts else None
+    run, cleanup = (None, None)
+    if hosts:
+        run, cleanup = _play(request, manifest["run_id"], hosts, slots_by_host=slots_by_host,
+                             collect_dest=hosts_dir, on_result=on_result, on_step=on_step)
     for host in hosts:
         outcome = _record_host(host, run, hosts_dir, manifest["hosts"].get(host, {}))
         manifest["hosts"][host] = outcome.to_dict()
+        manifest["hosts"][host]["cleanup"] = cleanup_status(
+            cleanup.for_host(host) if cleanup else ())
         if on_host:
             on_host(host, outcome.status, _first_line(outcome.reason))
 

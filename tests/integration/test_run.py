@@ -125,6 +125,8 @@ def test_spx_host_is_skipped_others_collected_and_no_secret_left(
     assert report.exists() and summary["report"]["gate_failed"] is False
     assert all(h in report.read_text() for h in ("lab01", "lab02", "lab03", "lab04"))
     assert data["image"]["drift"] is False
+    assert {e["cleanup"] for e in data["hosts"].values()} == {"ok"}
+    assert not list(run_lab.root.glob("hosts/*/work/lock"))  # every lock released
     assert fleetbench_containers() == []
     hits = scan_for(CANARY, run_dir, run_lab.root, Path.home() / ".ansible", Path("/dev/shm"))
     assert hits == []
@@ -191,9 +193,18 @@ def test_unreachable_mid_run(run_lab: LabFleet, tmp_path: Path) -> None:
         stop(proc)
         run_lab.restore("lab03")
     assert proc.returncode == 1, err
-    hosts = json.loads(out)["hosts"]
+    summary = json.loads(out)
+    hosts = summary["hosts"]
     assert hosts["lab03"]["status"] == "unreachable"
     assert {hosts[h]["status"] for h in ("lab01", "lab02", "lab04")} == {"ok"}
+    recorded = manifest(Path(summary["run_dir"]))["hosts"]
+    assert recorded["lab03"]["cleanup"].startswith("unreachable")
+    # lab03 is back: resuming finishes it and removes what the cut-off run left there.
+    done = run_cli("run", "--resume", summary["run_dir"], "--json",
+                   env=run_env(tmp_path / "runs"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert manifest(Path(summary["run_dir"]))["hosts"]["lab03"]["status"] == "ok"
+    assert fleetbench_containers() == []
 
 
 def test_ctrl_c_removes_containers(run_lab: LabFleet, tmp_path: Path) -> None:
