@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--history", type=Path, metavar="DB",
                         help="history database (default $FLEETBENCH_HISTORY or "
                         "~/.local/state/fleetbench/history.sqlite)")
+    parser.add_argument("--prometheus", type=Path, metavar="FILE",
+                        help="also write node_exporter textfile metrics to FILE")
     parser.add_argument("--no-report", action="store_true",
                         help="collect only; build the report later with report build")
     parser.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
@@ -88,7 +90,8 @@ def handle(args: argparse.Namespace) -> int:
     summary = _summary(run_dir, manifest)
     if not args.no_report:
         report = build_report(run_dir, baseline=args.baseline, thresholds=args.thresholds,
-                              history_db=args.history if args.history else DEFAULT)
+                              history_db=args.history if args.history else DEFAULT,
+                              prometheus=args.prometheus)
         gate_failed = report.gate_failed
         summary["report"] = {"gate_failed": gate_failed,
                              **{k: str(v) for k, v in report.outputs.items()}}
