@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from fleetbench.errors import BadInput
+from fleetbench.partition.modes import LOGICAL_PER_PHYSICAL
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,11 @@ class Fleet:
     inventory: Path
     limit: str | None
     hosts: tuple[str, ...]
+    # Logical GPUs each selected host should have, from its group's expected partition
+    # mode (fleetbench_expected_compute × fleetbench_physical_gpus): 64 for 8 GPUs in CPX.
+    planned_gpus: Mapping[str, int] = field(default_factory=dict)
+    # Memory of one logical GPU in that mode (MI300X: 192 GB split by the compute mode).
+    planned_partition_bytes: Mapping[str, int] = field(default_factory=dict)
 
 
 def load_fleet(inventory: Path, limit: str | None = None) -> Fleet:
@@ -39,6 +47,7 @@ def load_fleet(inventory: Path, limit: str | None = None) -> Fleet:
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
 
     # An unparsable inventory must be an error, not a warning and an empty fleet.
     constants.INVENTORY_UNPARSED_IS_FAILED = True
@@ -67,7 +76,38 @@ def load_fleet(inventory: Path, limit: str | None = None) -> Fleet:
             f"--limit {limit!r} matches no host of {path} — hosts are: "
             f"{', '.join(everything[:10])}{' …' if len(everything) > 10 else ''}"
         )
-    return Fleet(inventory=path.resolve(), limit=limit, hosts=tuple(selected))
+    variables = VariableManager(loader=loader, inventory=manager)
+    planned = {
+        name: planned_partitions(variables.get_vars(host=manager.get_host(name)))
+        for name in selected
+    }
+    return Fleet(inventory=path.resolve(), limit=limit, hosts=tuple(selected),
+                 planned_gpus={h: p[0] for h, p in planned.items()},
+                 planned_partition_bytes={h: p[1] for h, p in planned.items()})
+
+
+MI300X_MEMORY_BYTES = 192 * 10**9
+
+
+def planned_partitions(host_vars: Mapping[str, Any]) -> tuple[int, int]:
+    """(logical GPUs, bytes per logical GPU) a host should have, from its inventory vars."""
+    compute = str(host_vars.get("fleetbench_expected_compute", "CPX")).upper()
+    if compute not in LOGICAL_PER_PHYSICAL:
+        raise BadInput(
+            f"fleetbench_expected_compute {compute!r} in the inventory is not a compute mode — "
+            f"use one of {', '.join(LOGICAL_PER_PHYSICAL)}"
+        )
+    try:
+        per_physical = int(host_vars.get("fleetbench_logical_per_physical") or 0)
+        physical = int(host_vars.get("fleetbench_physical_gpus", 8))
+    except (TypeError, ValueError):
+        raise BadInput(
+            "fleetbench_logical_per_physical and fleetbench_physical_gpus in the inventory "
+            "must be numbers"
+        ) from None
+    per_physical = per_physical or LOGICAL_PER_PHYSICAL[compute]
+    memory = int(host_vars.get("fleetbench_gpu_memory_bytes", MI300X_MEMORY_BYTES))
+    return per_physical * physical, memory // per_physical
 
 
 def _check_yaml(path: Path) -> None:

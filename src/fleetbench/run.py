@@ -204,16 +204,24 @@ def prepare(
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started)."""
     validate_choices(model, gpus, dtype, scenario, slots)
-    assign_slots(DEFAULT_PLANNED_GPUS, gpus, slots if slots == "auto" else int(slots))
     if needs_token(model) and not token:
         raise BadInput(
             f"{model} is a gated model: set HF_TOKEN in the environment or pass "
             "--hf-token-file FILE (a token with access to the model)"
         )
+    fleet = load_fleet(inventory, limit)
+    for logical in sorted(set(fleet.planned_gpus.values())):
+        hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
+        try:
+            assign_slots(logical, gpus, slots if slots == "auto" else int(slots))
+        except BadInput as exc:
+            raise BadInput(f"{exc} (hosts {', '.join(hosts[:5])}"
+                           f"{' …' if len(hosts) > 5 else ''})") from None
     from fleetbench.fit import check_fit
 
-    check_fit(model, gpus, dtype, partition_bytes or 24 * 10**9)
-    fleet = load_fleet(inventory, limit)
+    # The smallest partition of the fleet decides (24 GB in CPX on MI300X).
+    check_fit(model, gpus, dtype,
+              partition_bytes or min(fleet.planned_partition_bytes.values()))
     plan = RunPlan(
         model=model, gpus=gpus, dtype=dtype, scenario=scenario, slots=slots,
         timeout_s=timeout_s, limit=limit,
@@ -364,10 +372,12 @@ def execute(
     hosts_dir = run_dir / "hosts"
     hosts_dir.mkdir(exist_ok=True)
     hosts = [h for h in request.fleet.hosts if manifest["hosts"].get(h, {}).get("status") != "ok"]
-    slots_all = [s.to_dict() for s in assign_slots(
-        DEFAULT_PLANNED_GPUS, request.plan.gpus,
-        request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))]
-    slots_by_host = {h: _slots_to_run(manifest["hosts"].get(h, {}), slots_all) for h in hosts}
+    slots_by_host = {
+        h: _slots_to_run(manifest["hosts"].get(h, {}), [s.to_dict() for s in assign_slots(
+            request.fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), request.plan.gpus,
+            request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))])
+        for h in hosts
+    }
     attempt: dict[str, Any] = {"started": _utc_now(), "hosts": hosts}
     manifest["attempts"].append(attempt)
     write_manifest(run_dir, manifest)

@@ -227,3 +227,22 @@ def test_ctrl_c_removes_containers(run_lab: LabFleet, tmp_path: Path) -> None:
     assert fleetbench_containers() == []
     hosts = json.loads(out)["hosts"]
     assert {e["status"] for e in hosts.values()} == {"failed:interrupted"}
+
+
+def test_a_host_held_by_another_run_is_skipped(run_lab: LabFleet, tmp_path: Path) -> None:
+    lock = run_lab.root / "hosts" / "lab02" / "work" / "lock"
+    lock.mkdir(parents=True)
+    (lock / "owner.json").write_text(json.dumps({"run_id": "another-run", "since": "now"}))
+    try:
+        code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs", "--limit", "lab01,lab02")
+    finally:
+        held = json.loads((lock / "owner.json").read_text())
+        for child in lock.iterdir():
+            child.unlink()
+        lock.rmdir()
+    assert code == 1
+    hosts = manifest(Path(summary["run_dir"]))["hosts"]
+    assert hosts["lab02"]["status"] == "skipped:locked"
+    assert "another-run" in hosts["lab02"]["reason"]
+    assert hosts["lab01"]["status"] == "ok"
+    assert held["run_id"] == "another-run"  # the other run's lock was left alone

@@ -162,3 +162,35 @@ def test_unreadable_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["run", "-i", str(tmp_path / "missing.yml"), "--model",
                  "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "8"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_planned_gpus_follow_each_groups_expected_mode(tmp_path: Path) -> None:
+    from fleetbench.inventory import load_fleet
+
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(
+        "all:\n  children:\n"
+        "    infer:\n      vars: {fleetbench_expected_compute: CPX}\n"
+        "      hosts: {a: {ansible_host: 127.0.0.254}}\n"
+        "    train:\n      vars: {fleetbench_expected_compute: SPX,"
+        " fleetbench_expected_memory: NPS1}\n"
+        "      hosts: {b: {ansible_host: 127.0.0.254}}\n"
+    )
+    fleet = load_fleet(inventory)
+    assert fleet.planned_gpus == {"a": 64, "b": 8}
+    assert fleet.planned_partition_bytes == {"a": 24 * 10**9, "b": 192 * 10**9}
+
+
+def test_a_model_that_fits_spx_but_not_cpx_is_refused_for_cpx_hosts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text("all:\n  vars: {fleetbench_expected_compute: SPX}\n"
+                         "  hosts: {a: {ansible_host: 127.0.0.254}}\n")
+    from fleetbench.run import prepare
+
+    # 70B in fp16 needs ~141 GB: one SPX GPU (192 GB) holds it, one CPX partition does not.
+    request = prepare(inventory, "Qwen/Qwen2.5-72B-Instruct", 1, "float16", "latency")
+    assert request.fleet.planned_gpus == {"a": 8}
+    inventory.write_text("all:\n  hosts: {a: {ansible_host: 127.0.0.254}}\n")
+    with pytest.raises(BadInput, match="does not fit 1 partition"):
+        prepare(inventory, "Qwen/Qwen2.5-72B-Instruct", 1, "float16", "latency")
