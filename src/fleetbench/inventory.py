@@ -24,7 +24,7 @@ class Fleet:
     limit: str | None
     hosts: tuple[str, ...]
     # Logical GPUs each selected host should have, from its group's expected partition
-    # mode (fleetbench_expected_compute × fleetbench_physical_gpus): 64 for 8 GPUs in CPX.
+    # mode (fleetbench_expected_compute x fleetbench_physical_gpus): 64 for 8 GPUs in CPX.
     planned_gpus: Mapping[str, int] = field(default_factory=dict)
     # Memory of one logical GPU in that mode (MI300X: 192 GB split by the compute mode).
     planned_partition_bytes: Mapping[str, int] = field(default_factory=dict)
