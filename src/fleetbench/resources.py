@@ -36,6 +36,11 @@ def roles_path() -> Path:
     return ansible_dir() / "roles"
 
 
+def module_utils_path() -> Path:
+    """Code shared by the roles' modules (``ansible.module_utils.fleetbench_host``)."""
+    return ansible_dir() / "module_utils"
+
+
 def ansible_config() -> Path:
     """fleetbench's ansible.cfg (tuned for fleets)."""
     return ansible_dir() / "ansible.cfg"

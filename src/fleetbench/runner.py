@@ -22,7 +22,7 @@ from typing import Any
 import ansible_runner
 
 from fleetbench.errors import RunnerError
-from fleetbench.resources import ansible_config, playbook_path, roles_path
+from fleetbench.resources import ansible_config, module_utils_path, playbook_path, roles_path
 
 # Runner event names → the host outcome they report.
 _OUTCOMES = {
@@ -141,6 +141,7 @@ def run_playbook(
             envvars={
                 "ANSIBLE_CONFIG": str(ansible_config()),
                 "ANSIBLE_ROLES_PATH": str(roles_path()),
+                "ANSIBLE_MODULE_UTILS": str(module_utils_path()),
                 "ANSIBLE_NOCOLOR": "1",
                 # ansible-runner turns host key checking off unless told otherwise.
                 "ANSIBLE_HOST_KEY_CHECKING": "True",

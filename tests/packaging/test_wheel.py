@@ -31,6 +31,7 @@ def test_wheel_built_from_sdist_contains_ansible_content(tmp_path: Path) -> None
         "fleetbench/ansible/roles/preflight/tasks/main.yml",
         "fleetbench/ansible/roles/preflight/library/fleetbench_probe.py",
         "fleetbench/ansible/roles/preflight/action_plugins/fleetbench_probe.py",
+        "fleetbench/ansible/module_utils/fleetbench_host.py",
         "fleetbench/cli.py",
     }
     assert expected <= names, expected - names

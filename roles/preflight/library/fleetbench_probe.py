@@ -25,94 +25,11 @@ options:
 author: fleetbench
 """
 
-import glob
 import json
 import os
-import shutil
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-
-SYSFS_FILES = (
-    "current_compute_partition",
-    "available_compute_partition",
-    "current_memory_partition",
-    "available_memory_partition",
-)
-SMI_COMMANDS = (
-    ("amd-smi", ["static", "--partition", "--json"]),
-    ("rocm-smi", ["--showcomputepartition", "--showmemorypartition", "--json"]),
-)
-MAX_FILE_BYTES = 65536
-
-
-def read_text(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(MAX_FILE_BYTES)
-    except OSError:
-        return None
-
-
-def under(root, *parts):
-    return os.path.join(root, *[p.lstrip("/") for p in parts])
-
-
-def sysfs_devices(root):
-    seen = {}
-    patterns = (
-        under(root, "sys/bus/pci/devices/*/current_compute_partition"),
-        under(root, "sys/module/amdgpu/drivers/pci:amdgpu/*/current_compute_partition"),
-        under(root, "sys/class/drm/card*/device/current_compute_partition"),
-    )
-    for pattern in patterns:
-        for path in glob.glob(pattern):
-            device = os.path.dirname(path)
-            real = os.path.realpath(device)
-            if real in seen:
-                continue
-            files = {}
-            for name in SYSFS_FILES:
-                text = read_text(os.path.join(device, name))
-                if text is not None:
-                    files[name] = text
-            seen[real] = {"path": real[len(root.rstrip("/")):] if root != "/" else real,
-                          "files": files}
-    return [seen[key] for key in sorted(seen)]
-
-
-def kfd_nodes(root):
-    nodes = []
-    base = under(root, "sys/class/kfd/kfd/topology/nodes")
-    for node_dir in glob.glob(os.path.join(base, "*")):
-        name = os.path.basename(node_dir)
-        if not name.isdigit():
-            continue
-        banks = []
-        for bank in sorted(glob.glob(os.path.join(node_dir, "mem_banks", "*", "properties"))):
-            text = read_text(bank)
-            if text is not None:
-                banks.append(text)
-        nodes.append({
-            "id": int(name),
-            "properties": read_text(os.path.join(node_dir, "properties")) or "",
-            "mem_banks": banks,
-        })
-    return sorted(nodes, key=lambda node: node["id"])
-
-
-def run(argv, timeout):
-    binary = shutil.which(argv[0])
-    if binary is None:
-        return {"rc": 127, "stdout": "", "stderr": argv[0] + ": command not found"}
-    try:
-        done = subprocess.run([binary] + argv[1:], capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"rc": 124, "stdout": "", "stderr": "timed out after %ss" % timeout}
-    except OSError as exc:
-        return {"rc": 126, "stdout": "", "stderr": str(exc)}
-    return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+from ansible.module_utils.fleetbench_host import partition_raw, run, versions
 
 
 def free_disk(path):
@@ -138,11 +55,7 @@ def main():
     params = module.params
     timeout = params["command_timeout"]
     root = params["sysfs_root"]
-    smi = []
-    for tool, args in SMI_COMMANDS:
-        outcome = run([tool] + args, timeout)
-        outcome.update({"tool": tool, "args": args})
-        smi.append(outcome)
+    rocm_version, driver_version = versions(root, params["rocm_path"])
     docker = run(["docker", "version", "--format", "{{json .Server}}"], timeout)
     server = None
     if docker["rc"] == 0:
@@ -154,14 +67,9 @@ def main():
         changed=False,
         hostname=os.uname()[1],
         kernel=os.uname()[2],
-        raw={
-            "sysfs_devices": sysfs_devices(root),
-            "kfd_nodes": kfd_nodes(root),
-            "smi": smi,
-        },
-        rocm_version=(read_text(os.path.join(params["rocm_path"], ".info", "version")) or "").strip()
-        or None,
-        driver_version=(read_text(under(root, "sys/module/amdgpu/version")) or "").strip() or None,
+        raw=partition_raw(root, timeout),
+        rocm_version=rocm_version,
+        driver_version=driver_version,
         docker={
             "rc": docker["rc"],
             "server_version": (server or {}).get("Version"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -65,8 +66,24 @@ def lab_runner() -> Callable[[Path], Callable[[Command], CommandRun]]:
     return runner
 
 
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
-def probe_module() -> ModuleType:
+def host_utils() -> ModuleType:
+    """module_utils/fleetbench_host.py, importable as Ansible packs it for a module."""
+    return _load("ansible.module_utils.fleetbench_host",
+                 REPO / "module_utils" / "fleetbench_host.py")
+
+
+@pytest.fixture(scope="session")
+def probe_module(host_utils: ModuleType) -> ModuleType:
     """The partition role's probe module, imported from the role (it runs on hosts)."""
     path = REPO / "roles" / "partition" / "library" / "fleetbench_partition_probe.py"
     spec = importlib.util.spec_from_file_location("fleetbench_partition_probe", path)
@@ -77,7 +94,7 @@ def probe_module() -> ModuleType:
 
 
 @pytest.fixture
-def probe_of(probe_module: ModuleType) -> Callable[..., dict[str, Any]]:
+def probe_of(probe_module: ModuleType, host_utils: ModuleType) -> Callable[..., dict[str, Any]]:
     """What the probe module gathers on a lab host (files read for real; docker given)."""
 
     def probe(host_dir: Path, docker_ps: dict[str, Any] | None = None,
@@ -85,8 +102,8 @@ def probe_of(probe_module: ModuleType) -> Callable[..., dict[str, Any]]:
         root = str(host_dir / "root")
         return {
             "raw": {
-                "sysfs_devices": probe_module.sysfs_devices(root),
-                "kfd_nodes": probe_module.kfd_nodes(root),
+                "sysfs_devices": host_utils.sysfs_devices(root),
+                "kfd_nodes": host_utils.kfd_nodes(root),
                 "smi": [],
             },
             "kfd_processes": probe_module.kfd_processes(root),
