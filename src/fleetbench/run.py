@@ -27,6 +27,7 @@ from typing import Any
 from fleetbench import __version__
 from fleetbench.errors import BadInput
 from fleetbench.inventory import Fleet, load_fleet
+from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
 from fleetbench.plan import RunPlan, assign_slots, needs_token, validate_choices
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
@@ -194,6 +195,7 @@ class RunRequest:
     runs_dir: Path
     token: Secret | None = field(default=None, repr=False)
     resume: Path | None = None
+    mad_snapshot: MadSnapshot | None = None
 
 
 def prepare(
@@ -201,9 +203,14 @@ def prepare(
     image: str | None = None, mad_repo: str | None = None, mad_ref: str | None = None,
     runs_dir: Path = Path("runs"), limit: str | None = None, timeout_s: int = 6 * 3600,
     token: Secret | None = None, partition_bytes: int | None = None,
+    mad_sync: Path | None = None,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started)."""
     validate_choices(model, gpus, dtype, scenario, slots)
+    if mad_sync is not None and mad_repo:
+        raise BadInput("--mad-sync and --mad-repo exclude each other — the hosts get MAD "
+                       "either from the controller or from a git server")
+    snapshot = resolve_snapshot(mad_sync, mad_ref) if mad_sync is not None else None
     if needs_token(model) and not token:
         raise BadInput(
             f"{model} is a gated model: set HF_TOKEN in the environment or pass "
@@ -225,10 +232,11 @@ def prepare(
     plan = RunPlan(
         model=model, gpus=gpus, dtype=dtype, scenario=scenario, slots=slots,
         timeout_s=timeout_s, limit=limit,
-        overrides={k: v for k, v in {"image": image, "mad_repo": mad_repo,
-                                     "mad_ref": mad_ref}.items() if v},
+        overrides={k: v for k, v in {"image": image, "mad_repo": mad_repo, "mad_ref": mad_ref,
+                                     "mad_sync": str(mad_sync or "")}.items() if v},
     )
-    return RunRequest(plan=plan, fleet=fleet, runs_dir=Path(runs_dir), token=token)
+    return RunRequest(plan=plan, fleet=fleet, runs_dir=Path(runs_dir), token=token,
+                      mad_snapshot=snapshot)
 
 
 def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict[str, Any]]],
@@ -312,9 +320,14 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
     """run.yml, then cleanup.yml whatever happened (a failure, Ctrl-C, SIGTERM)."""
     limit = ",".join(hosts)
     forks = min(len(hosts), 100)
-    with _token_file(request.token) as token_path, _cancel_on_signals() as cancel:
+    with (_token_file(request.token) as token_path, _cancel_on_signals() as cancel,
+          tempfile.TemporaryDirectory(prefix="fleetbench-mad-") as scratch):
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
         extravars["benchmark_hf_token_file"] = str(token_path or "")
+        if request.mad_snapshot is not None:
+            extravars["mad_archive"] = str(write_archive(request.mad_snapshot, Path(scratch)))
+            extravars["mad_archive_commit"] = request.mad_snapshot.commit
+            extravars["fleetbench_mad_ref"] = request.mad_snapshot.ref
         try:
             run = run_playbook(
                 "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
@@ -394,6 +407,8 @@ def execute(
                              collect_dest=hosts_dir, on_result=on_result, on_step=on_step)
     for host in hosts:
         outcome = _record_host(host, run, hosts_dir, manifest["hosts"].get(host, {}))
+        if request.mad_snapshot is not None and "mad" in outcome.steps:
+            outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         manifest["hosts"][host] = outcome.to_dict()
         manifest["hosts"][host]["cleanup"] = cleanup_status(
             cleanup.for_host(host) if cleanup else ())

@@ -246,3 +246,15 @@ def test_a_host_held_by_another_run_is_skipped(run_lab: LabFleet, tmp_path: Path
     assert "another-run" in hosts["lab02"]["reason"]
     assert hosts["lab01"]["status"] == "ok"
     assert held["run_id"] == "another-run"  # the other run's lock was left alone
+
+
+def test_offline_fleet_gets_mad_from_the_controller(run_lab: LabFleet, tmp_path: Path) -> None:
+    checkout = run_lab.root / "mad"
+    code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs", "--mad-sync", str(checkout),
+                                      "--mad-ref", "v-era-d", "--limit", "lab01")
+    assert code == 0
+    entry = manifest(Path(summary["run_dir"]))["hosts"]["lab01"]
+    tag = subprocess.run(["git", "-C", str(checkout), "rev-parse", "v-era-d^{commit}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert entry["mad_commit"] == tag
+    assert len(summary_reports(Path(summary["run_dir"]) / "hosts" / "lab01")) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "or the inventory's fleetbench_image)")
     parser.add_argument("--mad-repo", help="MAD git URL (a mirror or file:// for offline fleets)")
     parser.add_argument("--mad-ref", help="MAD branch, tag or commit to pin")
+    parser.add_argument("--mad-sync", type=Path, metavar="DIR",
+                        help="offline fleets: send a snapshot of this controller-side MAD "
+                        "checkout (at --mad-ref) to every host instead of cloning")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
                         help="where run directories go (default ./runs)")
     parser.add_argument("--limit", help="host pattern, as ansible-playbook --limit")
@@ -75,6 +79,7 @@ def handle(args: argparse.Namespace) -> int:
         request = runs.prepare(
             args.inventory, args.model, args.gpus, args.dtype, args.scenario,
             slots=args.slots, image=args.image, mad_repo=args.mad_repo, mad_ref=args.mad_ref,
+            mad_sync=args.mad_sync,
             runs_dir=args.runs_dir, limit=args.limit,
             timeout_s=planning.parse_duration(args.timeout), token=token,
         )
@@ -121,11 +126,12 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         inventory, plan["model"], plan["gpus"], plan["dtype"], plan["scenario"],
         slots=str(plan["slots"]), image=plan["overrides"].get("image"),
         mad_repo=plan["overrides"].get("mad_repo"), mad_ref=plan["overrides"].get("mad_ref"),
+        mad_sync=Path(plan["overrides"]["mad_sync"]) if plan["overrides"].get("mad_sync")
+        else None,
         runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
         token=token,
     )
-    return runs.RunRequest(plan=request.plan, fleet=request.fleet, runs_dir=request.runs_dir,
-                           token=token, resume=args.resume)
+    return dataclasses.replace(request, resume=args.resume)
 
 
 def _summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
