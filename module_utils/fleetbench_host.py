@@ -83,6 +83,21 @@ def kfd_nodes(root):
     return sorted(nodes, key=lambda node: node["id"])
 
 
+def kfd_processes(root):
+    """Processes using the GPUs: KFD keeps proc/<pid> for each one holding /dev/kfd."""
+    found = []
+    for entry in glob.glob(under(root, "sys/class/kfd/kfd/proc/*")):
+        pid = os.path.basename(entry)
+        if not pid.isdigit():
+            continue
+        found.append({
+            "pid": int(pid),
+            "comm": read_text(under(root, "proc", pid, "comm")),
+            "cmdline": read_text(under(root, "proc", pid, "cmdline")),
+        })
+    return sorted(found, key=lambda process: process["pid"])
+
+
 def run(argv, timeout):
     """Run a read-only command; rc 127 when missing, 124 on timeout."""
     binary = shutil.which(argv[0])

@@ -74,6 +74,14 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, 
             "fleetbench_disk_path at Docker's data root"
         )
 
+    users = probe.get("gpu_processes") or []
+    if users:
+        named = ", ".join(f"{p.get('pid')} ({(p.get('comm') or '?').strip()})" for p in users[:5])
+        warnings.append(
+            f"{len(users)} process(es) are using the GPUs ({named}{' …' if len(users) > 5 else ''})"
+            ": benchmark numbers will be skewed and partition changes refused until they stop"
+        )
+
     partition = evaluate_host(probe.get("raw") or {}, options.expected)
     problems.extend(partition.problems)
     warnings.extend(partition.warnings)

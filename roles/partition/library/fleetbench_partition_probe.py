@@ -30,27 +30,11 @@ options:
 author: fleetbench
 """
 
-import glob
 import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleetbench_host import partition_raw, read_text, run, under, versions
-
-
-def kfd_processes(root):
-    # KFD keeps proc/<pid> for every process that holds /dev/kfd open: the GPU users.
-    found = []
-    for entry in glob.glob(under(root, "sys/class/kfd/kfd/proc/*")):
-        pid = os.path.basename(entry)
-        if not pid.isdigit():
-            continue
-        found.append({
-            "pid": int(pid),
-            "comm": read_text(under(root, "proc", pid, "comm")),
-            "cmdline": read_text(under(root, "proc", pid, "cmdline")),
-        })
-    return sorted(found, key=lambda process: process["pid"])
+from ansible.module_utils.fleetbench_host import kfd_processes, partition_raw, run, versions
 
 
 def find_tool(name, rocm_path):

@@ -29,7 +29,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleetbench_host import partition_raw, run, versions
+from ansible.module_utils.fleetbench_host import kfd_processes, partition_raw, run, versions
 
 
 def free_disk(path):
@@ -55,6 +55,7 @@ def main():
     params = module.params
     timeout = params["command_timeout"]
     root = params["sysfs_root"]
+    processes = kfd_processes(root)
     rocm_version, driver_version = versions(root, params["rocm_path"])
     docker = run(["docker", "version", "--format", "{{json .Server}}"], timeout)
     server = None
@@ -67,6 +68,8 @@ def main():
         changed=False,
         hostname=os.uname()[1],
         kernel=os.uname()[2],
+        # Before the SMI tools run: they hold the GPUs themselves for a moment.
+        gpu_processes=processes,
         raw=partition_raw(root, timeout),
         rocm_version=rocm_version,
         driver_version=driver_version,
