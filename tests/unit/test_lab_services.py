@@ -1,0 +1,52 @@
+"""Lab plumbing that needs no running services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleetbench.cli import main
+from fleetbench.errors import LabError
+from fleetbench.lab import fleet, services
+
+
+def test_missing_binaries_name_the_debian_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "find_binary", lambda name: None)
+    with pytest.raises(LabError) as caught:
+        services.require_binaries(("sshd", "docker-registry", "busybox"))
+    message = str(caught.value)
+    assert "apt-get install -y busybox-static docker-registry openssh-server" in message
+
+
+def test_hosts_stay_on_loopback() -> None:
+    assert fleet.host_names(2, "127.0.0.11") == [("lab01", "127.0.0.11"), ("lab02", "127.0.0.12")]
+    with pytest.raises(LabError, match=r"127\.0\.0\.0/8"):
+        fleet.host_names(3, "10.0.0.1")
+    with pytest.raises(LabError, match="leaves it"):
+        fleet.host_names(5, "127.255.255.253")
+
+
+def test_sshd_config_keeps_keys_only_and_its_own_home(tmp_path: Path) -> None:
+    host = services.SshdHost("lab01", "127.0.0.11", 2222, tmp_path, tmp_path / "keys")
+    text = services.sshd_config_text(host, [str(tmp_path / "bin")])
+    assert "PasswordAuthentication no" in text
+    assert "ListenAddress 127.0.0.11:2222" in text
+    assert f"HOME={tmp_path / 'home'}" in text
+    assert f"PATH={tmp_path / 'bin'}:" in text
+
+
+def test_lab_commands_without_a_lab_exit_2(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "status", "--dir", str(tmp_path)]) == 2
+    assert "fleetbench lab up --dir" in capsys.readouterr().err
+    assert main(["lab", "down", "--dir", str(tmp_path)]) == 0  # idempotent: nothing to do
+
+
+def test_bench_settings_are_validated() -> None:
+    with pytest.raises(LabError, match="not a mode"):
+        fleet._bench_settings({"bench": "explode"}, {})
+    with pytest.raises(LabError, match="must be positive"):
+        fleet._bench_settings({"factor": "0"}, {})
+    assert fleet._bench_settings({"bench": "hang", "factor": "0.8"}, {"host": "lab01"}) == {
+        "host": "lab01", "mode": "hang", "factor": "0.8"}
