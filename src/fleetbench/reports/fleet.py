@@ -27,7 +27,7 @@ from fleetbench.reports.parse import (
     SUMMARY_REPORT,
     MalformedReport,
     detect_format,
-    parse_tree,
+    parse_tree_formats,
 )
 from fleetbench.reports.records import Configuration, Record, latest_per_configuration
 
@@ -280,11 +280,11 @@ def _host_records(host: str, host_dir: Path) -> tuple[list[HostRecord], list[Rea
     problems: list[ReadProblem] = []
     for slot, folder in folders:
         try:
-            parsed = parse_tree(folder)
+            parsed = parse_tree_formats(folder)
         except MalformedReport as exc:
             problems.append(ReadProblem(host, slot, str(exc)))
             continue
-        rows.extend(HostRecord(host, slot, record) for record in slot_records(parsed))
+        rows.extend(HostRecord(host, slot, record) for record in _choose_records(parsed))
     return rows, problems
 
 
@@ -293,10 +293,16 @@ def slot_records(parsed: Sequence[tuple[Path, list[Record]]]) -> list[Record]:
 
     Keeps the last row of each configuration (MAD appends re-runs to the same file).
     """
+    return _choose_records(
+        [(path, detect_format(path.read_text(encoding="utf-8-sig")), records)
+         for path, records in parsed])
+
+
+def _choose_records(parsed: Sequence[tuple[Path, str, list[Record]]]) -> list[Record]:
+    """:func:`slot_records` of files whose format is known (no second read)."""
     wide: list[Record] = []
     other: list[Record] = []
-    for path, records in parsed:
-        fmt = detect_format(path.read_text(encoding="utf-8-sig"))
+    for _, fmt, records in parsed:
         (wide if fmt in _WIDE_FORMATS else other).extend(records)
     covered = {record.scenario for record in wide}
     chosen = [*wide, *(record for record in other if record.scenario not in covered)]

@@ -56,6 +56,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -177,12 +178,15 @@ def parse_tree(root: Path) -> list[tuple[Path, list[Record]]]:
     skipped; a MAD report that cannot be read raises :class:`MalformedReport`.
     Reports with no rows yet are listed with an empty record list.
     """
+    return [(path, records) for path, _, records in parse_tree_formats(root)]
+
+
+def parse_tree_formats(root: Path) -> list[tuple[Path, str, list[Record]]]:
+    """:func:`parse_tree` with each file's format (one of :data:`FORMATS`) beside it."""
     if not root.is_dir():
         raise BadInput(f"{root}: not a folder — give the folder collected from a host")
-    results: list[tuple[Path, list[Record]]] = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() != ".csv" or not path.is_file():
-            continue
+    results: list[tuple[Path, str, list[Record]]] = []
+    for path in _csv_files(root):
         source = str(path)
         try:
             text = _read_text(path)
@@ -194,8 +198,24 @@ def parse_tree(root: Path) -> list[tuple[Path, list[Record]]]:
             continue
         fmt = _format_or_none(text, source)
         if fmt is not None:
-            results.append((path, _parse(text, fmt, source)))
+            results.append((path, fmt, _parse(text, fmt, source)))
     return results
+
+
+def _csv_files(root: Path) -> list[Path]:
+    """The ``*.csv`` files under ``root`` in ``sorted(root.rglob("*"))`` order.
+
+    os.walk, not rglob (much slower per file); like rglob it does not descend into
+    symlinked folders, and paths sort by their parts as Path objects do.
+    """
+    found: list[tuple[tuple[str, ...], Path]] = []
+    for folder, _, names in os.walk(root):
+        parts = PurePath(folder).relative_to(root).parts
+        for name in names:
+            if name.lower().endswith(".csv") and name.lower() != ".csv":
+                found.append(((*parts, name), Path(folder, name)))
+    found.sort(key=lambda item: item[0])
+    return [path for _, path in found if path.is_file()]
 
 
 def _format_or_none(text: str, source: str) -> str | None:
@@ -253,11 +273,12 @@ def _read_table(text: str, source: str) -> _Table:
     header: tuple[str, ...] | None = None
     rows: list[tuple[int, Mapping[str, str]]] = []
     for line, cells in _csv_rows(text, source):
-        normalised = tuple(_normalise(cell) for cell in cells)
         if header is None:
-            header = normalised
+            header = tuple(_normalise(cell) for cell in cells)
             continue
-        if normalised == header:
+        # Normalise the whole row only when it may be the header (cheap checks first).
+        if (len(cells) == len(header) and _normalise(cells[0]) == header[0]
+                and tuple(_normalise(cell) for cell in cells) == header):
             continue  # a header repeated by concatenated files
         if len(cells) != len(header):
             raise MalformedReport(

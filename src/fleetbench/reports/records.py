@@ -8,7 +8,7 @@ keeps that context beside them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 SCENARIOS = ("latency", "throughput", "serving")
 
@@ -70,10 +70,30 @@ class Record:
             raise ValueError(f"metric {self.metric!r} is not one of {METRICS}")
         if self.unit != METRIC_UNITS[self.metric]:
             raise ValueError(f"unit {self.unit!r} is wrong for metric {self.metric!r}")
+        # Computed once: grouping a large fleet asks for it millions of times. Not a field,
+        # so equality, hashing, repr and to_dict are unchanged.
+        object.__setattr__(self, "_configuration", (
+            self.model, self.scenario, self.tp, self.batch_size, self.num_prompts,
+            self.max_concurrency, self.input_len, self.output_len, self.dtype, self.metric,
+        ))
 
     def to_dict(self) -> dict[str, str | int | float | None]:
         """The record as the §4 mapping, keys in §4 order (what ``report parse`` prints)."""
-        return asdict(self)
+        # What dataclasses.asdict gives for these scalar fields, without its deep copies.
+        return {
+            "model": self.model,
+            "scenario": self.scenario,
+            "tp": self.tp,
+            "batch_size": self.batch_size,
+            "num_prompts": self.num_prompts,
+            "max_concurrency": self.max_concurrency,
+            "input_len": self.input_len,
+            "output_len": self.output_len,
+            "dtype": self.dtype,
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Record:
@@ -84,18 +104,8 @@ class Record:
     @property
     def configuration(self) -> Configuration:
         """The configuration and metric this record measures (everything but value and unit)."""
-        return (
-            self.model,
-            self.scenario,
-            self.tp,
-            self.batch_size,
-            self.num_prompts,
-            self.max_concurrency,
-            self.input_len,
-            self.output_len,
-            self.dtype,
-            self.metric,
-        )
+        configuration: Configuration = self._configuration  # type: ignore[attr-defined]
+        return configuration
 
 
 def latest_per_configuration(records: Iterable[Record]) -> list[Record]:

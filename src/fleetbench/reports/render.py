@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import jinja2
+import markupsafe
 
 from fleetbench import __version__, history
 from fleetbench.errors import BadInput
@@ -177,6 +178,38 @@ class BarChart:
     row_height: int
     flagged: bool
 
+    @property
+    def bars_html(self) -> markupsafe.Markup:
+        """The bars as SVG, exactly what a Jinja loop over them wrote, built in Python."""
+        left, unit, row = self.left, _html(self.unit), self.row_height
+        parts: list[str] = []
+        for bar in self.bars:
+            dots = "".join(f"; {_html(slot)} {_html(format_number(value))}"
+                           for _, slot, value in bar.dots)
+            outlier = " — outlier" if bar.outlier else ""
+            note = f" — {bar.note}" if bar.note else ""
+            parts.append(
+                f'    <g class="bar{" outlier" if bar.outlier else ""}">\n'
+                f"      <title>{_html(bar.host)}: {_html(format_number(bar.value))} {unit}"
+                f"{dots}{outlier}{_html(note)}</title>\n"
+                f'      <text x="{left - 6}" y="{bar.y + row - 6}" text-anchor="end"'
+                f' class="label">{_html(bar.host)}</text>\n')
+            if bar.width is not None:
+                parts.append(f'      <rect x="{left}" y="{bar.y + 2}" width="{bar.width}"'
+                             f' height="{row - 5}" class="fill"/>\n')
+                cy = bar.y + (row - 1) / 2
+                parts.extend(f'      <circle cx="{left + x}" cy="{cy}" r="2.5" class="dot"/>\n'
+                             for x, _, _ in bar.dots)
+                value_note = f" ({bar.note})" if bar.note else ""
+                parts.append(f'      <text x="{left + bar.width + 4}" y="{bar.y + row - 6}"'
+                             f' class="value">{_html(format_number(bar.value))}'
+                             f"{_html(value_note)}</text>\n")
+            else:
+                parts.append(f'      <text x="{left + 4}" y="{bar.y + row - 6}"'
+                             f' class="value bad">{_html(bar.note or "no result")}</text>\n')
+            parts.append("    </g>\n")
+        return _markup("".join(parts))
+
 
 @dataclass(frozen=True)
 class HeatCell:
@@ -202,6 +235,29 @@ class HeatMap:
     columns: tuple[tuple[int, str], ...]
     cells: tuple[HeatCell, ...]
 
+    @property
+    def cells_html(self) -> markupsafe.Markup:
+        """The cells as SVG, exactly what a Jinja loop over them wrote, built in Python.
+
+        A large fleet has hundreds of thousands of cells: per-cell template logic and
+        escaping dominated the page's rendering.
+        """
+        side = self.cell - 1
+        half = side / 2
+        size = f'" width="{side}" height="{side}" fill="'
+        parts: list[str] = []
+        for cell in self.cells:
+            parts.append(f'  <g>\n    <title>{_html(cell.title)}</title>\n'
+                         f'    <rect x="{cell.x}" y="{cell.y}{size}{_html(cell.fill)}"'
+                         ' class="cell"/>\n')
+            if cell.mark:
+                light = " light" if cell.mark == "×" else ""
+                parts.append(f'    <text x="{cell.x + half}" y="{cell.y + self.cell - 4}"'
+                             f' text-anchor="middle" class="mark{light}">{_html(cell.mark)}'
+                             '</text>\n')
+            parts.append("  </g>\n")
+        return _markup("".join(parts))
+
 
 @dataclass(frozen=True)
 class Sparkline:
@@ -215,6 +271,17 @@ class Sparkline:
     last_value: float | None
     change: float | None
     titles: tuple[tuple[float, float, str], ...]
+
+
+def _html(value: object) -> str:
+    """``value`` as Jinja's autoescape prints it (markupsafe's escaping), as a plain str."""
+    return (str(value).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+            .replace("'", "&#39;").replace('"', "&#34;"))
+
+
+def _markup(html: str) -> markupsafe.Markup:
+    """Mark SVG/HTML built by the ``*_html`` properties as safe: they escape every value."""
+    return markupsafe.Markup(html)  # noqa: S704 - each interpolated value went through _html
 
 
 def heat_colour(gap: float) -> str:
@@ -257,9 +324,11 @@ def _labels(stats: Sequence[ConfigurationStats]) -> dict[Configuration, str]:
 
 def bar_charts(report: FleetReport) -> list[BarChart]:
     """One chart per configuration: a bar per host (median of its slots), dots per slot."""
-    rows_by_configuration: dict[Configuration, list[HostRecord]] = defaultdict(list)
+    # configuration -> host -> rows, in run order (one pass instead of a scan per host).
+    rows_by_configuration: dict[Configuration, dict[str, list[HostRecord]]] = defaultdict(
+        lambda: defaultdict(list))
     for row in report.run.rows:
-        rows_by_configuration[row.configuration].append(row)
+        rows_by_configuration[row.record.configuration][row.host].append(row)
     missing: dict[tuple[str, Configuration], int] = defaultdict(int)
     for item in report.analysis.missing:
         missing[(item.host, item.configuration)] += 1
@@ -271,8 +340,9 @@ def bar_charts(report: FleetReport) -> list[BarChart]:
     plot_width = width - left - right
     charts: list[BarChart] = []
     for stat in report.analysis.stats:
-        group = rows_by_configuration[stat.configuration]
-        values = [r.record.value for r in group if r.record.value is not None]
+        by_host = rows_by_configuration[stat.configuration]
+        values = [r.record.value for group in by_host.values() for r in group
+                  if r.record.value is not None]
         top_value = max(values, default=0.0) * 1.08 or 1.0
 
         def x_of(value: float, top: float = top_value) -> float:
@@ -280,7 +350,7 @@ def bar_charts(report: FleetReport) -> list[BarChart]:
 
         bars: list[Bar] = []
         for i, host in enumerate(hosts):
-            host_rows = [r for r in group if r.host == host]
+            host_rows = by_host.get(host, ())
             host_values = sorted(r.record.value for r in host_rows if r.record.value is not None)
             y = 24 + i * row_height
             value = _median(host_values)
@@ -333,11 +403,12 @@ def heat_map(report: FleetReport) -> HeatMap:
     top = max((_text_width(label, 10) for label in labels.values()), default=40) * 0.87 + 14
     top_px = math.ceil(top)
     cells: list[HeatCell] = []
+    names = [describe(stat.configuration) for stat in stats]
     for row_index, (host, slot) in enumerate(members):
         for column, stat in enumerate(stats):
             key = (host, slot, stat.configuration)
             x, y = left + column * cell, top_px + row_index * cell
-            name = f"{host}/{slot} — {describe(stat.configuration)}"
+            name = f"{host}/{slot} — {names[column]}"
             if key not in present:
                 cells.append(HeatCell(x, y, "#ffffff", f"{name}: no result", "–"))
                 continue
@@ -455,6 +526,12 @@ class PivotRow:
     unit: str
     cells: tuple[tuple[str, str], ...]
 
+    @property
+    def cells_html(self) -> markupsafe.Markup:
+        """The row's ``<td>`` cells, built in Python (a large fleet has thousands per row)."""
+        return _markup("".join(f'<td class="num {_html(css)}">{_html(text)}</td>'
+                                for text, css in self.cells))
+
 
 @dataclass(frozen=True)
 class Pivot:
@@ -531,6 +608,12 @@ def host_rows(report: FleetReport) -> list[dict[str, Any]]:
 
 def report_data(report: FleetReport) -> dict[str, Any]:
     """The JSON form of a report (``summary.json``, ``report build --json``)."""
+    return {**_report_head(report),
+            "records": [r.to_dict() for r in _table_order(report)]}
+
+
+def _report_head(report: FleetReport) -> dict[str, Any]:
+    """:func:`report_data` without its last key, ``records`` (the bulk of a large run)."""
     run, analysis = report.run, report.analysis
     return {
         "run_id": run.run_id,
@@ -570,8 +653,65 @@ def report_data(report: FleetReport) -> dict[str, Any]:
             {"host": p.host, "slot": p.slot, "message": p.message} for p in analysis.problems
         ],
         "history": None if report.history_db is None else str(report.history_db),
-        "records": [r.to_dict() for r in _table_order(report)],
     }
+
+
+# Stands for the records array in the head of summary.json until it is spliced in.
+_RECORDS_SLOT = "\x00fleetbench-records\x00"
+
+
+def render_json(report: FleetReport) -> str:
+    """``summary.json``: exactly ``json.dumps(report_data(report), indent=2) + "\\n"``.
+
+    json's indenting encoder is pure Python and dominated a large fleet's report, so the
+    records array (flat objects of scalars, one per host x slot x configuration) is
+    written here with each configuration's lines encoded once; the rest goes through json.
+    """
+    head = _report_head(report)
+    head["records"] = _RECORDS_SLOT
+    text = json.dumps(head, indent=2)
+    slot = json.dumps(_RECORDS_SLOT)
+    if text.count(slot) != 1:  # the placeholder text inside the data itself: no shortcut
+        return json.dumps(report_data(report), indent=2) + "\n"
+    return text.replace(slot, _records_json(_table_order(report), level=1)) + "\n"
+
+
+def _json_scalar(value: object) -> str:
+    if value is None:
+        return "null"
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value)
+
+
+def _records_json(rows: Sequence[HostRecord], level: int) -> str:
+    """``json.dumps([r.to_dict() for r in rows], indent=2)`` nested ``level`` deep."""
+    if not rows:
+        return "[]"
+    outer = "  " * (level + 1)
+    inner = "  " * (level + 2)
+    members: dict[tuple[str, str], str] = {}
+    bodies: dict[tuple[Configuration, str], tuple[str, str]] = {}
+    items: list[str] = []
+    for row in rows:
+        record = row.record
+        member = members.get((row.host, row.slot))
+        if member is None:
+            member = (f'{outer}{{\n{inner}"host": {json.dumps(row.host)},\n'
+                      f'{inner}"slot": {json.dumps(row.slot)},\n')
+            members[(row.host, row.slot)] = member
+        configuration = record.configuration
+        cached = bodies.get((configuration, record.unit))
+        if cached is None:
+            fields = record.to_dict()
+            del fields["value"], fields["unit"]
+            body = "".join(f"{inner}{json.dumps(key)}: {json.dumps(value)},\n"
+                           for key, value in fields.items())
+            cached = (f'{body}{inner}"value": ',
+                      f',\n{inner}"unit": {json.dumps(record.unit)}\n{outer}}}')
+            bodies[(configuration, record.unit)] = cached
+        items.append(f"{member}{cached[0]}{_json_scalar(record.value)}{cached[1]}")
+    return "[\n" + ",\n".join(items) + "\n" + "  " * level + "]"
 
 
 def _context(report: FleetReport, formats: Sequence[str]) -> dict[str, Any]:
@@ -658,7 +798,7 @@ def write_outputs(report: FleetReport, folder: Path, formats: Iterable[str]) -> 
     writers = {
         "html": lambda: render_html(report, formats),
         "csv": lambda: render_csv(report),
-        "json": lambda: json.dumps(report_data(report), indent=2) + "\n",
+        "json": lambda: render_json(report),
         "md": lambda: render_markdown(report),
     }
     written: dict[str, Path] = {}
