@@ -319,7 +319,10 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
           on_step: Callable[[str, str], None] | None) -> tuple[PlaybookRun, PlaybookRun]:
     """run.yml, then cleanup.yml whatever happened (a failure, Ctrl-C, SIGTERM)."""
     limit = ",".join(hosts)
-    forks = min(len(hosts), 100)
+    # One fork per host, uncapped: waiting for a host's benchmark holds one Ansible worker
+    # for the benchmark's whole length, so with fewer forks than hosts the hosts beyond
+    # them would run their benchmarks only after others finished (bench/RESULTS.md, forks).
+    forks = len(hosts)
     with (_token_file(request.token) as token_path, _cancel_on_signals() as cancel,
           tempfile.TemporaryDirectory(prefix="fleetbench-mad-") as scratch):
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)

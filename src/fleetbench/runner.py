@@ -125,7 +125,9 @@ def run_playbook(
             results.append(result)
             if on_result is not None:
                 on_result(result)
-        return True  # keep ansible-runner's own artifact for --keep debugging
+        # ansible-runner's own copy of each event (job_events/*.json) only matters when the
+        # private folder is kept for debugging; otherwise it is written just to be deleted.
+        return keep_private_dir
 
     # The ansible-playbook next to our interpreter (a venv need not be on PATH), so the
     # roles' plugins import this same fleetbench.

@@ -14,9 +14,13 @@ short_description: Wait for benchmark containers with a timeout
 options:
   slots: {type: list, elements: dict, required: true, description: Slots with their container.}
   timeout: {type: int, required: true, description: Seconds before the wave is killed.}
+  remove:
+    type: path
+    description: A file to delete before waiting (the token, once the last wave has started).
 author: fleetbench
 """
 
+import os
 import subprocess
 import time
 
@@ -33,8 +37,18 @@ def main():
         argument_spec={
             "slots": {"type": "list", "elements": "dict", "required": True},
             "timeout": {"type": "int", "required": True},
+            "remove": {"type": "path"},
         },
     )
+    removed = False
+    if module.params["remove"]:
+        # Every container of the wave has started and read it (a bind mount keeps the file
+        # for a container that opens it later): it need not wait on the host for the wave.
+        try:
+            os.remove(module.params["remove"])
+        except FileNotFoundError:
+            pass
+        removed = True
     slots = module.params["slots"]
     names = [slot["container"] for slot in slots]
     started = time.time()
@@ -68,7 +82,8 @@ def main():
             entry["status"] = "ok"
             entry["summary"] = "%s ok" % slot["name"]
         results.append(entry)
-    module.exit_json(changed=False, slots=results, seconds=round(time.time() - started, 1))
+    module.exit_json(changed=removed, slots=results, removed=removed,
+                     seconds=round(time.time() - started, 1))
 
 
 if __name__ == "__main__":

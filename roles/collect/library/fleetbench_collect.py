@@ -6,15 +6,17 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: fleetbench_collect
-short_description: Archive a run's report files by pattern
+short_description: Archive a run's report files by pattern (and fetch it, see the action plugin)
 options:
   root: {type: str, required: true, description: Run folder on the host (holds slot folders).}
   patterns: {type: list, elements: str, required: true, description: Globs relative to a slot.}
   archive: {type: str, required: true, description: Archive to write.}
+  dest: {type: str, required: true, description: Controller path the archive is fetched to.}
 author: fleetbench
 """
 
 import fnmatch
+import hashlib
 import os
 import tarfile
 
@@ -58,8 +60,13 @@ def main():
         for relative in files:
             archive.add(os.path.join(root, relative), arcname=relative, recursive=False)
     os.replace(tmp, module.params["archive"])
+    digest = hashlib.sha256()
+    with open(module.params["archive"], "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     module.exit_json(changed=True, files=files, count=len(files),
-                     bytes=os.path.getsize(module.params["archive"]))
+                     bytes=os.path.getsize(module.params["archive"]),
+                     sha256=digest.hexdigest())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""Fan-out: `fleetbench check` on N lab hosts against the SSH limit, measured in the same run.
+
+The limit is Ansible's `raw` module running `true` over the same hosts with forks = N: one
+SSH exec per host and nothing else. Also timed, to show where the rest goes: the probe
+module alone (`ansible -m fleetbench_probe`, the same remote work as check without the
+playbook, the verdict and ansible-runner). Usage::
+
+    /work/venv/bin/python bench/fanout.py [--sizes 10,30,60] [--reps 3] [--lab DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # the bench folder is not a package
+    BIN,
+    DEFAULT_LAB_DIR,
+    REPO,
+    Lab,
+    Machine,
+    Sample,
+    Section,
+    alternate,
+    command_line,
+    fmt,
+    log,
+    median,
+    record,
+    verdict,
+)
+
+GOAL_N = 30
+GOAL, STRETCH = 1.5, 1.2
+
+
+def raw_true(lab: Lab, count: int) -> list[str]:
+    """One SSH exec per host: the limit."""
+    return [str(BIN / "ansible"), "all", "-i", str(lab.inventory), "-l", lab.limit(count),
+            "-m", "raw", "-a", "true", "-f", str(count)]
+
+
+def fleetbench_check(lab: Lab, count: int) -> list[str]:
+    """What an admin runs."""
+    return [str(BIN / "fleetbench"), "check", "-i", str(lab.inventory), "--limit",
+            lab.limit(count), "--json"]
+
+
+def probe_alone(lab: Lab, count: int) -> list[str]:
+    """The probe module ad hoc: check's remote work without the playbook around it."""
+    return [str(BIN / "ansible"), "all", "-i", str(lab.inventory), "-l", lab.limit(count),
+            "-M", str(REPO / "roles" / "preflight" / "library"), "-m", "fleetbench_probe",
+            "-a", "sysfs_root={{ fleetbench_sysfs_root }} rocm_path={{ fleetbench_rocm_path }}",
+            "-f", str(count)]
+
+
+def expect_all_ok(count: int) -> object:
+    """A validator: `fleetbench check --json` says every one of ``count`` hosts is ok."""
+    def validate(sample: Sample) -> None:
+        try:
+            hosts = json.loads(sample.stdout)["hosts"]
+        except (ValueError, KeyError):
+            raise SystemExit(f"check printed no JSON (rc {sample.rc}):\n"
+                             f"{sample.stderr[-2000:]}") from None
+        bad = {h: e["status"] for h, e in hosts.items() if e["status"] != "ok"}
+        if sample.rc != 0 or len(hosts) != count or bad:
+            raise SystemExit(f"check: rc {sample.rc}, {len(hosts)} hosts, not ok: {bad}")
+    return validate
+
+
+def run(lab: Lab, sizes: list[int], reps: int, machine: Machine) -> Section:
+    """Measure every size; the RESULTS.md section."""
+    rows = []
+    for count in sizes:
+        log(f"fan-out N={count}: raw true / fleetbench check / probe alone, {reps} rounds")
+        samples = alternate(
+            {"raw": raw_true(lab, count), "check": fleetbench_check(lab, count),
+             "probe": probe_alone(lab, count)},
+            reps, lab, check={"check": expect_all_ok(count)})
+        wall = {k: median([s.wall for s in v]) for k, v in samples.items()}
+        ctrl = {k: median([s.controller_cpu for s in v]) for k, v in samples.items()}
+        target = {k: median([s.target_cpu for s in v]) for k, v in samples.items()}
+        ratio = wall["check"] / wall["raw"]
+        goal = f"≤ {GOAL} (stretch {STRETCH})" if count == GOAL_N else "(info)"
+        met = verdict(ratio <= GOAL) + (" (stretch too)" if ratio <= STRETCH else "")
+        rows.append((
+            str(count), fmt(wall["raw"]), fmt(wall["check"]), fmt(ratio), goal,
+            met if count == GOAL_N else "—", fmt(wall["probe"]),
+            fmt(wall["check"] / wall["probe"]),
+            f"{ctrl['raw']:.1f} / {ctrl['check']:.1f}",
+            f"{target['raw']:.1f} / {target['check']:.1f}",
+            machine.date, machine.label, machine.commit,
+        ))
+    return Section(
+        key="fanout",
+        title="Fan-out: `fleetbench check` vs one SSH exec per host "
+              "(`ansible -m raw -a true -f N`)",
+        command=command_line(),
+        columns=("N", "baseline: raw true (s)", "measured: check (s)", "ratio", "goal", "met?",
+                 "probe module alone (s)", "check / probe alone",
+                 "controller CPU s raw / check", "target CPU s raw / check",
+                 "date", "machine", "commit"),
+        rows=tuple(rows),
+        notes=(
+            f"Median of {reps} alternating rounds; cold SSH connections every time "
+            "(fresh ControlPath, masters closed after).",
+            "The lab's hosts are sshd processes on this machine, so the targets' work (the "
+            "probe's Python, the simulated amd-smi/rocm-smi, docker version) runs on the "
+            "controller's CPUs: on a real fleet it runs on each host in parallel and only the "
+            "controller CPU column grows with N.",
+            "probe module alone = `ansible all -m fleetbench_probe` (same remote work, no "
+            "playbook, verdict or ansible-runner): the floor for any one-call check here.",
+        ),
+    )
+
+
+def main() -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,30,60", help="host counts (default 10,30,60)")
+    parser.add_argument("--reps", type=int, default=3, help="rounds per size (default 3)")
+    parser.add_argument("--lab", type=Path, help="reuse a running lab in this folder")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    machine = Machine.here()
+    with Lab(args.lab or DEFAULT_LAB_DIR, max(sizes), reuse=args.lab is not None) as lab:
+        record(run(lab, sizes, args.reps, machine))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Report aggregation: `build_report` on 500 hosts x 8 slots against reading the same files.
+
+The run directory is generated the way tests/unit/report_fleet/fleet_runs.py writes them
+(era D MAD files per slot, values scaled per host and slot, a manifest and preflight.json
+per host). The baseline reads every byte of every file of it; the measurement is the whole
+`fleetbench report build` (collect + parse + statistics + HTML/CSV/JSON + history).
+Both run warm (the files are in the page cache after generation), alternating. Usage::
+
+    /work/venv/bin/python bench/report.py [--hosts 500] [--slots 8] [--reps 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # the bench folder is not a package
+    REPO,
+    Machine,
+    Section,
+    command_line,
+    fmt,
+    log,
+    median,
+    record,
+    verdict,
+)
+
+GOAL = 3.0
+
+
+def generate(root: Path, hosts: int, slots: int) -> Path:
+    """A run directory of ``hosts`` x ``slots`` with realistic report files."""
+    sys.path.insert(0, str(REPO))
+    from tests.unit.report_fleet.fleet_runs import HostSpec, write_run
+
+    specs = {f"host{i:03d}": HostSpec(slots=slots, factor=0.9 if i % 97 == 0 else 1.0)
+             for i in range(1, hosts + 1)}
+    return write_run(root, specs)
+
+
+def read_everything(run_dir: Path) -> tuple[int, int]:
+    """Read every byte of every input file (the report folder left out); (files, bytes)."""
+    files = size = 0
+    for folder, dirs, names in os.walk(run_dir):
+        if folder == str(run_dir):
+            dirs[:] = [d for d in dirs if d != "report"]
+        for name in names:
+            size += len((Path(folder) / name).read_bytes())
+            files += 1
+    return files, size
+
+
+def build(run_dir: Path, history: Path) -> None:
+    """The whole `fleetbench report build` with a fresh history database."""
+    from fleetbench.reports.render import build_report
+
+    shutil.rmtree(run_dir / "report", ignore_errors=True)
+    history.unlink(missing_ok=True)
+    build_report(run_dir, history_db=history)
+
+
+def profile(run_dir: Path, history: Path, top: int = 12) -> list[str]:
+    """Where a build spends its time: the top functions by cumulative time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    build(run_dir, history)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative")
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for func, (_cc, _nc, tt, ct, _callers) in sorted(
+            stats.stats.items(), key=lambda item: -item[1][3]):  # type: ignore[attr-defined]
+        filename, line, name = func
+        if "fleetbench" not in filename and "jinja2" not in filename:
+            continue
+        short = filename.split("site-packages/")[-1].split("src/")[-1]
+        rows.append(f"{ct:6.2f} s cumulative ({100 * ct / total:4.1f} %), {tt:5.2f} s own: "
+                    f"`{short}:{line} {name}`")
+        if len(rows) >= top:
+            break
+    return rows
+
+
+def run(hosts: int, slots: int, reps: int, machine: Machine, want_profile: bool) -> Section:
+    """Generate, measure, profile when the goal is missed; the RESULTS.md section."""
+    with tempfile.TemporaryDirectory(prefix="fb-bench-report-") as tmp:
+        log(f"report: generating {hosts} hosts x {slots} slots")
+        start = time.perf_counter()
+        run_dir = generate(Path(tmp), hosts, slots)
+        files, size = read_everything(run_dir)
+        log(f"  {files} files, {size / 1e6:.1f} MB in {time.perf_counter() - start:.0f} s")
+        history = Path(tmp) / "history.sqlite"
+        reads: list[float] = []
+        builds: list[float] = []
+        for rep in range(reps):
+            for step in (("read", "build") if rep % 2 == 0 else ("build", "read")):
+                start = time.perf_counter()
+                if step == "read":
+                    read_everything(run_dir)
+                else:
+                    build(run_dir, history)
+                seconds = time.perf_counter() - start
+                (reads if step == "read" else builds).append(seconds)
+                log(f"  {step}: {seconds:.2f} s")
+        baseline, measured = median(reads), median(builds)
+        ratio = measured / baseline
+        notes = [f"{files} files, {size / 1e6:.1f} MB; median of {reps} alternating rounds, "
+                 "warm page cache; a fresh history database for every build."]
+        if want_profile or ratio > GOAL:
+            log("  profiling one build")
+            notes.append("Where a build spends its time (cProfile, fleetbench and jinja2 "
+                         "functions by cumulative time):")
+            notes += profile(run_dir, history)
+    row = (f"{hosts} x {slots}", fmt(baseline), fmt(measured), fmt(ratio, 1), f"≤ {GOAL:g}",
+           verdict(ratio <= GOAL), machine.date, machine.label, machine.commit)
+    return Section(
+        key="report",
+        title="Report aggregation: `build_report` vs reading every byte of the run's files",
+        command=command_line(),
+        columns=("N (hosts x slots)", "baseline: read files (s)", "measured: build_report (s)",
+                 "ratio", "goal", "met?", "date", "machine", "commit"),
+        rows=(row,),
+        notes=tuple(notes),
+    )
+
+
+def main() -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=500, help="hosts (default 500)")
+    parser.add_argument("--slots", type=int, default=8, help="slots per host (default 8)")
+    parser.add_argument("--reps", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--profile", action="store_true", help="profile even when the goal is met")
+    args = parser.parse_args()
+    record(run(args.hosts, args.slots, args.reps, Machine.here(), args.profile))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
