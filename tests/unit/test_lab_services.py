@@ -22,7 +22,7 @@ def test_missing_binaries_name_the_debian_packages(monkeypatch: pytest.MonkeyPat
 def test_hosts_stay_on_loopback() -> None:
     assert fleet.host_names(2, "127.0.0.11") == [("lab01", "127.0.0.11"), ("lab02", "127.0.0.12")]
     with pytest.raises(LabError, match=r"127\.0\.0\.0/8"):
-        fleet.host_names(3, "10.0.0.1")
+        fleet.host_names(3, "192.0.2.1")  # documentation range, never contacted
     with pytest.raises(LabError, match="leaves it"):
         fleet.host_names(5, "127.255.255.253")
 
