@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from fleetbench.inventory import load_fleet
+from fleetbench.inventory import Fleet
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 
 PROBE_ACTION = "fleetbench_probe"
@@ -94,14 +93,13 @@ def report_from_run(hosts: tuple[str, ...], run: PlaybookRun) -> CheckReport:
 
 
 def check_fleet(
-    inventory: Path,
-    limit: str | None = None,
+    fleet: Fleet,
     *,
     forks: int | None = None,
     on_host: Callable[[HostCheck], None] | None = None,
 ) -> CheckReport:
-    """Check every host of ``inventory`` (narrowed by ``limit``); never raises for a host."""
-    fleet = load_fleet(inventory, limit)
+    """Check every host of ``fleet`` (see :func:`fleetbench.inventory.load_fleet`);
+    never raises for a host."""
 
     def on_result(result: TaskResult) -> None:
         is_final = result.action == PROBE_ACTION or result.outcome == "unreachable"
@@ -110,5 +108,6 @@ def check_fleet(
 
     # Probes are independent and light: one fork per host, up to a bound for the controller.
     forks = forks or min(len(fleet.hosts), DEFAULT_MAX_FORKS)
-    run = run_playbook("check", fleet.inventory, limit=limit, forks=forks, on_result=on_result)
+    run = run_playbook("check", fleet.inventory, limit=fleet.limit, forks=forks,
+                       on_result=on_result)
     return report_from_run(fleet.hosts, run)

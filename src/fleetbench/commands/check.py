@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.inventory, args.limit)  # bad input fails here, before any SSH
     with FleetProgress(len(fleet.hosts), "check", console) as progress:
         report = check_fleet(
-            args.inventory,
-            args.limit,
+            fleet,
             forks=args.forks,
             on_host=lambda h: progress.host_done(h.name, h.status, "; ".join(h.problems)),
         )

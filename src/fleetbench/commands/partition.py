@@ -165,7 +165,7 @@ def run_show(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.inventory, args.limit)  # bad input fails here, before any SSH
     with FleetProgress(len(fleet.hosts), "partition show", Console(stderr=True)) as progress:
         report = show_partitions(
-            args.inventory, args.limit, forks=args.forks,
+            fleet, forks=args.forks,
             on_host=lambda h: progress.host_done(h.name, h.status, h.partition),
         )
     if args.json:
@@ -287,7 +287,7 @@ def run_apply(args: argparse.Namespace) -> int:
     confirm_apply(len(fleet.hosts), target.label, serial, args.yes)
     with FleetProgress(len(fleet.hosts), "partition apply", console) as progress:
         report = apply_partitions(
-            args.inventory, target, serial=serial, limit=args.limit,
+            fleet, target, serial=serial,
             on_host=lambda h: progress.host_done(h.name, h.status, "; ".join(h.problems)),
             on_step=progress.step,
         )

@@ -19,11 +19,10 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fleetbench.errors import BadInput
-from fleetbench.inventory import load_fleet
+from fleetbench.inventory import Fleet
 from fleetbench.partition.verdict import ExpectedPartition
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 
@@ -222,21 +221,19 @@ def report_from_run(hosts: Sequence[str], target: ExpectedPartition, serial: Ser
 
 
 def apply_partitions(
-    inventory: Path,
+    fleet: Fleet,
     target: ExpectedPartition,
     *,
     serial: Serial = 1,
-    limit: str | None = None,
     on_host: Callable[[HostApply], None] | None = None,
     on_step: Callable[[str, str], None] | None = None,
 ) -> ApplyReport:
-    """Set ``target`` on every host of ``inventory`` (narrowed by ``limit``), batch by batch.
+    """Set ``target`` on every host of ``fleet``, batch by batch.
 
     Nothing is confirmed here: the caller asks the admin first. BadInput (nothing started)
-    for a bad inventory, limit or serial; host failures are results.
+    for a bad serial; host failures are results.
     """
     serial = parse_serial(serial)
-    fleet = load_fleet(inventory, limit)
     seen: dict[str, list[TaskResult]] = {}
     finished: set[str] = set()
 
@@ -257,7 +254,7 @@ def apply_partitions(
     run = run_playbook(
         PLAYBOOK,
         fleet.inventory,
-        limit=limit,
+        limit=fleet.limit,
         extravars={
             "partition_compute": target.compute,
             "partition_memory": target.memory,

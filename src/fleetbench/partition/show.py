@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from fleetbench.check import CheckReport, HostCheck, check_fleet
+from fleetbench.inventory import Fleet
 
 UNKNOWN = "unknown"
 
@@ -173,16 +173,15 @@ def show_report(report: CheckReport) -> PartitionShow:
 
 
 def show_partitions(
-    inventory: Path,
-    limit: str | None = None,
+    fleet: Fleet,
     *,
     forks: int | None = None,
     on_host: Callable[[HostPartition], None] | None = None,
 ) -> PartitionShow:
-    """Probe every host of ``inventory`` (narrowed by ``limit``) and report its partition."""
+    """Probe every host of ``fleet`` and report its partition."""
 
     def on_check(check: HostCheck) -> None:
         if on_host is not None:
             on_host(host_partition(check))
 
-    return show_report(check_fleet(inventory, limit, forks=forks, on_host=on_check))
+    return show_report(check_fleet(fleet, forks=forks, on_host=on_check))
