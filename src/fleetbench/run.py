@@ -178,9 +178,10 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def image_drift(digests: Mapping[str, str | None]) -> bool:
-    """True when the hosts of one run ended up with different image digests."""
-    return len({d for d in digests.values() if d}) > 1
+def drifted(per_host: Mapping[str, str | None]) -> bool:
+    """True when the hosts of one run ended up with different values (image digests, MAD
+    commits); hosts that never got that far are left out."""
+    return len({v for v in per_host.values() if v}) > 1
 
 
 # --- orchestration --------------------------------------------------------------------------------
@@ -419,9 +420,9 @@ def execute(
             on_host(host, outcome.status, _first_line(outcome.reason))
 
     digests = {h: e.get("image_digest") for h, e in manifest["hosts"].items()}
-    manifest["image"] = {"digests": digests, "drift": image_drift(digests)}
+    manifest["image"] = {"digests": digests, "drift": drifted(digests)}
     commits = {h: e.get("mad_commit") for h, e in manifest["hosts"].items()}
-    manifest["mad"] = {"commits": commits, "drift": len({c for c in commits.values() if c}) > 1}
+    manifest["mad"] = {"commits": commits, "drift": drifted(commits)}
     attempt["finished"] = manifest["finished"] = _utc_now()
     attempt["canceled"] = run is not None and run.status == "canceled"
     manifest["summary"] = summarize(manifest)

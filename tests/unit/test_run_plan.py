@@ -10,7 +10,7 @@ import pytest
 from fleetbench.cli import main
 from fleetbench.errors import BadInput
 from fleetbench.plan import assign_slots, parse_duration, plan_waves, slot_waves
-from fleetbench.run import host_outcome, image_drift
+from fleetbench.run import drifted, host_outcome
 from fleetbench.runner import TaskResult
 from fleetbench.secrets import Secret, load_hf_token
 
@@ -90,9 +90,9 @@ def test_host_outcomes() -> None:
     assert host_outcome("h", (pulled,), False).status == "failed:incomplete"
 
 
-def test_image_drift() -> None:
-    assert not image_drift({"a": "sha256:1", "b": "sha256:1", "c": None})
-    assert image_drift({"a": "sha256:1", "b": "sha256:2"})
+def test_drift_between_hosts() -> None:
+    assert not drifted({"a": "sha256:1", "b": "sha256:1", "c": None})
+    assert drifted({"a": "sha256:1", "b": "sha256:2"})
 
 
 def test_secret_never_shows_itself() -> None:
