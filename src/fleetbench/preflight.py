@@ -82,6 +82,15 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, 
             ": benchmark numbers will be skewed and partition changes refused until they stop"
         )
 
+    lock = probe.get("lock") or {}
+    holder = lock.get("owner") or {}
+    if holder and not lock.get("taken"):
+        warnings.append(
+            f"in use by fleetbench run {holder.get('run_id', '?')} (since "
+            f"{holder.get('since', '?')}): a run started now skips this host (skipped:locked) "
+            "until that one ends"
+        )
+
     partition = evaluate_host(probe.get("raw") or {}, options.expected)
     problems.extend(partition.problems)
     warnings.extend(partition.warnings)

@@ -1,10 +1,11 @@
 """``fleetbench run``: the guide's steps on every host, ending in one run directory.
 
 Pipeline: plan and validate on the controller (nothing touches a host before that), then
-``playbooks/run.yml`` (preflight → lock → image → mad → benchmark → collect → verdict),
-then ``playbooks/cleanup.yml`` whatever happened, then unpack the archives and write
-``manifest.json``. Every host ends ``ok``, ``failed:<step>``, ``unreachable`` or
-``skipped:<why>``; ``--resume`` re-runs only hosts and slots that did not end ``ok``.
+``playbooks/run.yml`` (preflight with the run lock → image → mad → benchmark → collect
+with clean-up → verdict), then ``playbooks/cleanup.yml`` on every host that collect did
+not clean up, then unpack the archives and write ``manifest.json``. Every host ends
+``ok``, ``failed:<step>``, ``unreachable`` or ``skipped:<why>``; ``--resume`` re-runs
+only hosts and slots that did not end ``ok``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
 
 MANIFEST = "manifest.json"
-STEPS = ("preflight", "lock", "image", "mad", "benchmark", "collect")
+STEPS = ("preflight", "image", "mad", "benchmark", "collect")
 # Logical GPUs a host is planned for before preflight confirms it: 8 MI300X in CPX.
 DEFAULT_PLANNED_GPUS = 64
 
@@ -123,9 +124,8 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
 
 def _failure_status(step: str, result: TaskResult) -> str:
     if step == "preflight":
-        return "skipped:preflight"
-    if step == "lock":
-        return "skipped:locked"
+        # The probe takes the run lock first: a host in use by another run is not probed.
+        return "skipped:locked" if result.result.get("locked") else "skipped:preflight"
     return f"failed:{step}"
 
 
@@ -317,8 +317,12 @@ def _open_run(request: RunRequest) -> tuple[Path, dict[str, Any]]:
 def _play(request: RunRequest, run_id: str, hosts: list[str], *,
           slots_by_host: Mapping[str, list[dict[str, Any]]], collect_dest: Path,
           on_result: Callable[[TaskResult], None],
-          on_step: Callable[[str, str], None] | None) -> tuple[PlaybookRun, PlaybookRun]:
-    """run.yml, then cleanup.yml whatever happened (a failure, Ctrl-C, SIGTERM)."""
+          on_step: Callable[[str, str], None] | None
+          ) -> tuple[PlaybookRun | None, PlaybookRun | None]:
+    """run.yml, then cleanup.yml whatever happened (a failure, Ctrl-C, SIGTERM).
+
+    cleanup.yml visits only the hosts whose collect did not clean up (none: not run).
+    """
     limit = ",".join(hosts)
     # One fork per host, uncapped: waiting for a host's benchmark holds one Ansible worker
     # for the benchmark's whole length, so with fewer forks than hosts the hosts beyond
@@ -332,24 +336,43 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, Path(scratch)))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
             extravars["fleetbench_mad_ref"] = request.mad_snapshot.ref
+        run: PlaybookRun | None = None
         try:
             run = run_playbook(
                 "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
                 on_result=on_result, on_task_start=on_step, cancel=cancel,
             )
         finally:
-            cleanup = run_playbook("cleanup", request.fleet.inventory, limit=limit,
-                                   extravars={"fleetbench_run_id": run_id}, forks=forks)
+            # collect cleaned up the hosts it reached; the rest (failed earlier, unreachable,
+            # interrupted, or a container that would not go) get cleanup.yml.
+            rest = [h for h in hosts if run is None or not cleaned_by_collect(run.for_host(h))]
+            cleanup = run_playbook("cleanup", request.fleet.inventory, limit=",".join(rest),
+                                   extravars={"fleetbench_run_id": run_id},
+                                   forks=len(rest)) if rest else None
     return run, cleanup
 
 
-def cleanup_status(results: tuple[TaskResult, ...]) -> str:
-    """``ok``, or why the run's containers, token and lock may still be on the host."""
+def cleaned_by_collect(results: tuple[TaskResult, ...]) -> bool:
+    """True when the host's collect removed the run's containers and lock without an error."""
+    for result in results:
+        if result.action == "fleetbench_collect" and result.outcome == "ok":
+            cleaned = result.result.get("cleaned") or {}
+            return isinstance(cleaned, dict) and bool(cleaned) and not cleaned.get("error")
+    return False
+
+
+def cleanup_status(results: tuple[TaskResult, ...],
+                   run_results: tuple[TaskResult, ...] = ()) -> str:
+    """``ok``, or why the run's containers, token and lock may still be on the host.
+
+    ``results`` are the host's cleanup.yml results, ``run_results`` its run.yml ones
+    (collect cleans up in the same call when it gets there).
+    """
     for result in results:
         if result.outcome in {"failed", "unreachable"}:
             return (f"{result.outcome}: {_first_line(result.message)} — containers, token "
                     "file or lock of this run may remain; fleetbench run --resume cleans up")
-    return "ok" if results else "not run"
+    return "ok" if results or cleaned_by_collect(run_results) else "not run"
 
 
 def _record_host(host: str, run: PlaybookRun | None, hosts_dir: Path,
@@ -415,7 +438,7 @@ def execute(
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         manifest["hosts"][host] = outcome.to_dict()
         manifest["hosts"][host]["cleanup"] = cleanup_status(
-            cleanup.for_host(host) if cleanup else ())
+            cleanup.for_host(host) if cleanup else (), run.for_host(host) if run else ())
         if on_host:
             on_host(host, outcome.status, _first_line(outcome.reason))
 

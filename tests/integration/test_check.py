@@ -73,6 +73,23 @@ def test_table_output_names_every_host(lab: LabFleet) -> None:
     assert "CPX" in done.stdout
 
 
+def test_a_host_in_use_by_a_run_is_named_and_left_locked(lab: LabFleet) -> None:
+    lock = lab.root / "hosts" / "lab02" / "work" / "lock"
+    lock.mkdir(parents=True)
+    (lock / "owner.json").write_text(json.dumps({"run_id": "20261127-0000-busy",
+                                                 "since": "2026-11-27T00:00:00Z"}))
+    try:
+        done = run_cli("check", "-i", lab.inventory, env={"COLUMNS": "400"})
+        held = json.loads((lock / "owner.json").read_text())
+    finally:
+        (lock / "owner.json").unlink()
+        lock.rmdir()
+    assert done.returncode == 0, done.stderr  # a warning, not a failure
+    text = " ".join(done.stdout.split())
+    assert "in use by fleetbench run 20261127-0000-busy" in text
+    assert held["run_id"] == "20261127-0000-busy"  # check only reads the lock
+
+
 def test_plain_ansible_playbook_runs_the_same_playbook(lab: LabFleet) -> None:
     """Playbooks stay runnable without fleetbench's runner (AWX, ansible-playbook)."""
     import os

@@ -119,7 +119,7 @@ def test_spx_host_is_skipped_others_collected_and_no_secret_left(
         assert set(data["hosts"][host]["slots"]) == {"slot0", "slot1"}
         assert data["hosts"][host]["image_digest"].startswith("sha256:")
         steps = data["hosts"][host]["steps"]
-        assert list(steps) == ["preflight", "lock", "image", "mad", "benchmark", "collect"]
+        assert list(steps) == ["preflight", "image", "mad", "benchmark", "collect"]
     assert not summary_reports(run_dir / "hosts" / "lab04")
     report = run_dir / "report" / "index.html"
     assert report.exists() and summary["report"]["gate_failed"] is False

@@ -10,7 +10,7 @@ import pytest
 from fleetbench.cli import main
 from fleetbench.errors import BadInput
 from fleetbench.plan import assign_slots, parse_duration, plan_waves, slot_waves
-from fleetbench.run import drifted, host_outcome
+from fleetbench.run import cleaned_by_collect, cleanup_status, drifted, host_outcome
 from fleetbench.runner import TaskResult
 from fleetbench.secrets import Secret, load_hf_token
 
@@ -71,7 +71,9 @@ def test_host_outcomes() -> None:
     failed_preflight = (_r("preflight", "fleetbench_probe", "failed",
                            {"msg": "compute partition is SPX", "verdict": {"ok": False}}),)
     assert host_outcome("h", failed_preflight, False).status == "skipped:preflight"
-    locked = (_r("lock", "fleetbench_lock", "failed", {"msg": "in use by run x"}),)
+    # The probe takes the run lock first; a host held by another run is not probed.
+    locked = (_r("preflight", "fleetbench_probe", "failed",
+                 {"msg": "host is in use by fleetbench run x", "locked": True}),)
     assert host_outcome("h", locked, False).status == "skipped:locked"
     pulled = _r("image", "community.docker.docker_image_pull", "ok",
                 {"image": {"RepoDigests": ["reg/rocm/vllm@sha256:abc"]}})
@@ -88,6 +90,23 @@ def test_host_outcomes() -> None:
     assert host_outcome("h", (pulled, unreachable), False).status == "unreachable"
     assert host_outcome("h", (pulled, waited, collected), True).status == "ok"
     assert host_outcome("h", (pulled,), False).status == "failed:incomplete"
+
+
+def test_cleanup_playbook_only_for_hosts_collect_did_not_clean() -> None:
+    clean = _r("collect", "fleetbench_collect", "ok",
+               {"cleaned": {"removed": ["c1"], "released": True, "error": None}})
+    stuck = _r("collect", "fleetbench_collect", "ok",
+               {"cleaned": {"removed": [], "released": True, "error": "cannot list containers"}})
+    asked_not = _r("collect", "fleetbench_collect", "ok", {"cleaned": None})
+    failed = _r("collect", "fleetbench_collect", "failed", {"msg": "disk full"})
+    assert cleaned_by_collect((clean,))
+    for results in ((stuck,), (asked_not,), (failed,), ()):
+        assert not cleaned_by_collect(results)
+    assert cleanup_status((), (clean,)) == "ok"
+    assert cleanup_status((), (stuck,)) == "not run"
+    gone = _r("cleanup", "fleetbench_cleanup", "unreachable", {"msg": "ssh: refused"})
+    assert cleanup_status((gone,), (stuck,)).startswith("unreachable: ssh: refused")
+    assert cleanup_status((_r("cleanup", "fleetbench_cleanup", "ok", {}),)) == "ok"
 
 
 def test_drift_between_hosts() -> None:

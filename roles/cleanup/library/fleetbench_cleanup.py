@@ -14,44 +14,8 @@ options:
 author: fleetbench
 """
 
-import json
-import os
-import shutil
-import subprocess
-
 from ansible.module_utils.basic import AnsibleModule
-
-
-def remove_containers(run_id, host):
-    """Remove this host's containers of the run; returns (removed, error or None)."""
-    listing = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "label=fleetbench.run=" + run_id,
-         "--filter", "label=fleetbench.host=" + host],
-        capture_output=True, text=True, timeout=120, check=False)
-    if listing.returncode != 0:
-        return [], "cannot list containers: " + listing.stderr.strip()
-    containers = listing.stdout.split()
-    errors = []
-    for container in containers:
-        removed = subprocess.run(["docker", "rm", "-f", container], capture_output=True,
-                                 text=True, timeout=300, check=False)
-        # Already gone is what we wanted.
-        if removed.returncode != 0 and "No such container" not in removed.stderr:
-            errors.append(removed.stderr.strip())
-    return containers, "; ".join(errors) or None
-
-
-def release_lock(lock, run_id):
-    """Remove the lock folder (and the token file inside) when this run holds it."""
-    try:
-        with open(os.path.join(lock, "owner.json"), encoding="utf-8") as handle:
-            owner = json.load(handle).get("run_id")
-    except (OSError, ValueError):
-        owner = None
-    if owner != run_id:
-        return False
-    shutil.rmtree(lock, ignore_errors=True)
-    return True
+from ansible.module_utils.fleetbench_run import clean_up
 
 
 def main():
@@ -62,14 +26,13 @@ def main():
             "lock": {"type": "str", "required": True},
         },
     )
-    run_id = module.params["run_id"]
-    containers, error = remove_containers(run_id, module.params["host"])
-    # The token and lock go even when a container could not be removed.
-    released = release_lock(module.params["lock"], run_id)
-    if error:
-        module.fail_json(msg=error, removed=containers, released=released)
-    module.exit_json(changed=bool(containers) or released, removed=containers,
-                     released=released)
+    params = module.params
+    cleaned = clean_up(params["run_id"], params["host"], params["lock"])
+    if cleaned["error"]:
+        module.fail_json(msg=cleaned["error"], removed=cleaned["removed"],
+                         released=cleaned["released"])
+    module.exit_json(changed=bool(cleaned["removed"]) or cleaned["released"],
+                     removed=cleaned["removed"], released=cleaned["released"])
 
 
 if __name__ == "__main__":

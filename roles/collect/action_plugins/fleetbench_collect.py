@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-MODULE_ARGS = ("root", "patterns", "archive")
+MODULE_ARGS = ("root", "patterns", "archive",
+               "cleanup_run_id", "cleanup_host", "cleanup_lock")
 
 
 def _sha256(path: Path) -> str:

@@ -1,5 +1,10 @@
 #!/usr/bin/python
-"""Pack every file of a run folder that matches the patterns into one tar.gz."""
+"""Pack every file of a run folder that matches the patterns into one tar.gz.
+
+Collect is the last thing a run does on a host, so when asked (``cleanup_run_id``) the
+same call then removes the run's containers, token file and lock: fleetbench runs
+cleanup.yml only on hosts where that did not happen.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ options:
   patterns: {type: list, elements: str, required: true, description: Globs relative to a slot.}
   archive: {type: str, required: true, description: Archive to write.}
   dest: {type: str, required: true, description: Controller path the archive is fetched to.}
+  cleanup_run_id: {type: str, description: Remove this run's containers and lock after packing.}
+  cleanup_host: {type: str, description: Inventory name the containers are labelled with.}
+  cleanup_lock: {type: str, description: The host's lock folder (the token file is inside).}
 author: fleetbench
 """
 
@@ -21,6 +29,7 @@ import os
 import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleetbench_run import clean_up
 
 
 def matches(relative, patterns):
@@ -38,7 +47,11 @@ def main():
             "root": {"type": "str", "required": True},
             "patterns": {"type": "list", "elements": "str", "required": True},
             "archive": {"type": "str", "required": True},
+            "cleanup_run_id": {"type": "str"},
+            "cleanup_host": {"type": "str"},
+            "cleanup_lock": {"type": "str"},
         },
+        required_together=[("cleanup_run_id", "cleanup_host", "cleanup_lock")],
     )
     root = module.params["root"]
     patterns = module.params["patterns"]
@@ -64,9 +77,14 @@ def main():
     with open(module.params["archive"], "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    cleaned = None
+    if module.params["cleanup_run_id"]:
+        # After packing: a container that will not go away must not cost the reports.
+        cleaned = clean_up(module.params["cleanup_run_id"], module.params["cleanup_host"],
+                           module.params["cleanup_lock"])
     module.exit_json(changed=True, files=files, count=len(files),
                      bytes=os.path.getsize(module.params["archive"]),
-                     sha256=digest.hexdigest())
+                     sha256=digest.hexdigest(), cleaned=cleaned)
 
 
 if __name__ == "__main__":

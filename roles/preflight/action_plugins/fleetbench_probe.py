@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-MODULE_ARGS = ("sysfs_root", "rocm_path", "disk_path", "command_timeout")
+MODULE_ARGS = ("sysfs_root", "rocm_path", "disk_path", "command_timeout",
+               "lock_path", "lock_run_id", "lock_stale_hours")
 JUDGE_ARGS = (
     "expected_compute",
     "expected_memory",
