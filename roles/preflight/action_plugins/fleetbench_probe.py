@@ -1,8 +1,11 @@
 """Controller half of ``fleetbench_probe``: run the read-only probe, judge it with fleetbench.
 
-The module of the same name gathers raw text on the host in one call; this plugin hands
-it to :func:`fleetbench.preflight.judge_probe`, the tested Python verdict, and fails the
-host when it is not fit (so it drops out of the play and is reported, never benchmarked).
+The probe (module_utils/fleetbench_probe.py) gathers raw text on the host in one call:
+piped straight to the host's Python in one SSH exec (:mod:`fleetbench.remote`), or run
+as the module of the same name on connections without pipelining. This plugin hands the
+result to :func:`fleetbench.preflight.judge_probe`, the tested Python verdict, and fails
+the host when it is not fit (so it drops out of the play and is reported, never
+benchmarked).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         """Execute the probe module, then attach fleetbench's verdict."""
         result: dict[str, Any] = super().run(tmp, task_vars)
         try:
+            from fleetbench import remote
             from fleetbench.preflight import judge_probe
         except ImportError as exc:  # plain ansible-playbook without fleetbench installed
             raise AnsibleActionFail(
@@ -41,9 +45,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             ) from exc
         args = self._task.args
         module_args = {key: args[key] for key in MODULE_ARGS if key in args}
-        probe = self._execute_module(
-            module_name="fleetbench_probe", module_args=module_args, task_vars=task_vars
-        )
+        probe = self._probe(remote, module_args, task_vars or {})
         result.update(probe)
         if probe.get("failed") or probe.get("unreachable"):
             return result
@@ -56,3 +58,17 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         elif verdict["warnings"]:
             result["msg"] = "; ".join(verdict["warnings"])
         return result
+
+    def _probe(self, remote: Any, module_args: dict[str, Any],
+               task_vars: dict[str, Any]) -> dict[str, Any]:
+        if not self._connection.has_pipelining:
+            return dict(self._execute_module(module_name="fleetbench_probe",
+                                             module_args=module_args, task_vars=task_vars))
+        python = remote.interpreter(
+            {"ansible_python_interpreter": self._templar.template(
+                task_vars.get("ansible_python_interpreter"))})
+        done = self._low_level_execute_command(
+            remote.command(python), sudoable=True,
+            in_data=remote.payload(("fleetbench_host", "fleetbench_run", "fleetbench_probe"),
+                                   "probe", module_args))
+        return dict(remote.answer(done, "the preflight probe", python))

@@ -1,15 +1,10 @@
 #!/usr/bin/python
 """Gather everything fleetbench needs to judge a GPU host, in one remote call.
 
-Runs on the target with the standard library only: nothing of fleetbench is installed
-there. It reads files and runs read-only commands. The raw text is returned as is and
-judged on the controller (see the action plugin of the same name), so parsing lives in
-tested Python, not here.
-
-The one change it makes is the run lock, and only when ``lock_run_id`` is given
-(``fleetbench run``): taken first, in the same call, so a host in use by another run is
-reported before anything else happens and costs no round trip of its own. Without a run
-(``fleetbench check``) it only says who holds the lock.
+The work is :func:`probe` in module_utils/fleetbench_probe.py. The preflight action
+plugin normally pipes that straight to the host's Python; this module is the same probe
+for connections that cannot take a script on stdin, and for ad hoc use
+(``ansible -m fleetbench_probe``).
 """
 
 from __future__ import annotations
@@ -22,6 +17,7 @@ description:
   - Reads sysfs partition files of every amdgpu PCI device, the KFD topology, the ROCm
     version file, free disk space, and runs C(docker version), C(amd-smi) and C(rocm-smi)
     in their JSON forms. Returns the raw outputs.
+  - With I(lock_run_id) it first takes the host's run lock (the only change it makes).
 options:
   sysfs_root: {type: str, default: /, description: Root of the sysfs tree.}
   rocm_path: {type: str, default: /opt/rocm, description: ROCm installation folder.}
@@ -33,22 +29,8 @@ options:
 author: fleetbench
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleetbench_host import kfd_processes, partition_raw, run, versions
-from ansible.module_utils.fleetbench_run import held_by, take_lock
-
-
-def free_disk(path):
-    probe = path
-    while probe and not os.path.exists(probe):
-        probe = os.path.dirname(probe.rstrip("/")) or "/"
-    stat = os.statvfs(probe)
-    return {"path": path, "measured_at": probe,
-            "free_bytes": stat.f_bavail * stat.f_frsize,
-            "total_bytes": stat.f_blocks * stat.f_frsize}
+from ansible.module_utils.fleetbench_probe import probe
 
 
 def main():
@@ -65,44 +47,10 @@ def main():
         required_by={"lock_run_id": "lock_path"},
         supports_check_mode=True,
     )
-    params = module.params
-    lock = None
-    if params["lock_run_id"] and not module.check_mode:
-        taken, owner, message = take_lock(params["lock_path"], params["lock_run_id"],
-                                          params["lock_stale_hours"])
-        if not taken:
-            module.fail_json(msg=message, locked=True, lock={"taken": False, "owner": owner})
-        lock = {"taken": True, "owner": owner}
-    elif params["lock_path"]:
-        lock = {"taken": False, "owner": held_by(params["lock_path"])}
-    timeout = params["command_timeout"]
-    root = params["sysfs_root"]
-    processes = kfd_processes(root)
-    rocm_version, driver_version = versions(root, params["rocm_path"])
-    docker = run(["docker", "version", "--format", "{{json .Server}}"], timeout)
-    server = None
-    if docker["rc"] == 0:
-        try:
-            server = json.loads(docker["stdout"])
-        except ValueError:
-            server = None
-    module.exit_json(
-        changed=False,
-        hostname=os.uname()[1],
-        kernel=os.uname()[2],
-        # Before the SMI tools run: they hold the GPUs themselves for a moment.
-        gpu_processes=processes,
-        raw=partition_raw(root, timeout),
-        rocm_version=rocm_version,
-        driver_version=driver_version,
-        docker={
-            "rc": docker["rc"],
-            "server_version": (server or {}).get("Version"),
-            "error": docker["stderr"].strip()[-500:] if docker["rc"] != 0 else None,
-        },
-        disk=free_disk(params["disk_path"]),
-        lock=lock,
-    )
+    result = probe(module.params)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

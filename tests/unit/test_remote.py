@@ -1,0 +1,72 @@
+"""fleetbench.remote: module_utils run by the host's Python from stdin, no AnsiballZ."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fleetbench import remote
+from fleetbench.lab import gpu
+
+
+def on_host(command: str, data: bytes) -> dict[str, object]:
+    """What ``_low_level_execute_command`` gives back: the command through a real shell."""
+    done = subprocess.run(["/bin/sh", "-c", command], input=data, capture_output=True,
+                          check=False, timeout=60, env={"PATH": os.environ["PATH"]})
+    return {"rc": done.returncode, "stdout": done.stdout.decode(),
+            "stderr": done.stderr.decode()}
+
+
+def test_the_probe_runs_from_stdin_with_the_standard_library_only(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    gpu.install_host(host, gpu.GpuState(), sys.executable)
+    args = {"sysfs_root": str(host / "root"), "rocm_path": str(host / "root/opt/rocm"),
+            "disk_path": str(tmp_path), "command_timeout": 30,
+            "lock_path": str(tmp_path / "work/lock"), "lock_run_id": "run-a"}
+    data = remote.payload(("fleetbench_host", "fleetbench_run", "fleetbench_probe"), "probe",
+                          args)
+    # -I -S: no site-packages on the host's Python, so nothing of ansible or fleetbench.
+    result = remote.answer(on_host(remote.command(sys.executable), data), "probe",
+                           sys.executable)
+    assert "failed" not in result, result
+    assert len(result["raw"]["kfd_nodes"]) > 64  # type: ignore[index]
+    assert result["rocm_version"] == (host / "root/opt/rocm/.info/version").read_text().strip()
+    assert result["lock"] == {"taken": True, "owner": json.loads(
+        (tmp_path / "work/lock/owner.json").read_text())}
+    # A second run finds the lock taken: failed, marked locked, with the holder.
+    refused = remote.answer(on_host(remote.command(sys.executable), remote.payload(
+        ("fleetbench_host", "fleetbench_run", "fleetbench_probe"), "probe",
+        {**args, "lock_run_id": "run-b"})), "probe", sys.executable)
+    assert refused["failed"] and refused["locked"]
+    assert "in use by fleetbench run run-a" in str(refused["msg"])
+
+
+def test_host_side_failures_become_one_clear_message(tmp_path: Path) -> None:
+    broken = tmp_path / "fleetbench_broken.py"
+    broken.write_text("def go(args):\n    raise RuntimeError('sysfs exploded')\n")
+    done = on_host(remote.command(sys.executable),
+                   remote.payload(("fleetbench_broken",), "go", {}, folder=tmp_path))
+    result = remote.answer(done, "the probe", sys.executable)
+    assert result["failed"] and "exit 1" in str(result["msg"])
+    assert "RuntimeError: sysfs exploded" in str(result["msg"])
+
+    missing = on_host(remote.command("/nonexistent/python3"), b"{}")
+    result = remote.answer(missing, "the probe", "/nonexistent/python3")
+    assert result["failed"] and "no /nonexistent/python3 on the host" in str(result["msg"])
+    assert "ansible_python_interpreter" in str(result["msg"])
+
+    chatty = remote.answer({"rc": 0, "stdout": "Welcome to host7\n", "stderr": ""}, "the probe",
+                           "python3")
+    assert chatty["failed"] and "printed no result" in str(chatty["msg"])
+    assert "Welcome to host7" in str(chatty["msg"])
+
+
+def test_interpreter_choice() -> None:
+    assert remote.interpreter({}) == "python3"
+    assert remote.interpreter({"ansible_python_interpreter": "auto_silent"}) == "python3"
+    assert remote.interpreter({"ansible_python_interpreter": "/usr/bin/python3.12"}) == \
+        "/usr/bin/python3.12"
+    assert remote.command("/opt/my python/bin/python3").startswith("'/opt/my python/bin/python3'")
