@@ -1,4 +1,7 @@
-"""The preflight probe of one GPU host: everything fleetbench judges, read in one call.
+"""The probes of one GPU host: everything fleetbench judges, read in one call.
+
+:func:`probe` is the preflight probe (check, run); :func:`partition_probe` the partition
+roles' (show, apply, verify).
 
 Standard library only, like the other module_utils: it runs on the target, either inside
 the ``fleetbench_probe`` module or piped straight to the host's Python by the preflight
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from ansible.module_utils.fleetbench_host import kfd_processes, partition_raw, run, versions
 from ansible.module_utils.fleetbench_run import held_by, take_lock
@@ -81,4 +85,46 @@ def probe(params):
         },
         "disk": free_disk(params["disk_path"]),
         "lock": lock,
+    }
+
+
+PARTITION_DEFAULTS = {
+    "sysfs_root": "/",
+    "rocm_path": "/opt/rocm",
+    "container_filters": [],
+    "command_timeout": 60,
+}
+
+
+def find_tool(name, rocm_path):
+    """Absolute path of an SMI tool: the set commands may run under sudo, whose secure_path
+    lacks ROCm."""
+    found = shutil.which(name)
+    if found:
+        return os.path.abspath(found)
+    candidate = os.path.join(rocm_path, "bin", name)
+    return candidate if os.access(candidate, os.X_OK) else None
+
+
+def partition_probe(params):
+    """The partition state, the GPU users (KFD processes, ``docker ps``) and the SMI tools."""
+    params = dict(PARTITION_DEFAULTS, **{k: v for k, v in params.items() if v is not None})
+    timeout = int(params["command_timeout"])
+    root = params["sysfs_root"]
+    # GPU users first: the SMI tools below open the GPUs themselves for a moment.
+    processes = kfd_processes(root)
+    docker_argv = ["docker", "ps", "--no-trunc", "--format", "{{json .}}"]
+    for value in params["container_filters"]:
+        docker_argv += ["--filter", value]
+    docker_ps = run(docker_argv, timeout)
+    rocm_version, driver_version = versions(root, params["rocm_path"])
+    return {
+        "changed": False,
+        "hostname": os.uname()[1],
+        "raw": partition_raw(root, timeout),
+        "kfd_processes": processes,
+        "docker_ps": docker_ps,
+        "tools": {tool: find_tool(tool, params["rocm_path"]) for tool in ("amd-smi", "rocm-smi")},
+        "rocm_version": rocm_version,
+        "driver_version": driver_version,
     }

@@ -9,7 +9,7 @@ and the sources plus arguments on stdin, over the connection's pipelining path
 (``_low_level_execute_command``), and read the JSON it prints.
 
 This module builds that command and payload and reads the answer; it has no Ansible
-import, so it is unit-tested like the rest of fleetbench.
+import (the action plugin is passed in), so it is unit-tested like the rest of fleetbench.
 """
 
 from __future__ import annotations
@@ -37,6 +37,26 @@ BOOTSTRAP = "\n".join((
 ))
 PREFIX = "ansible.module_utils."
 MISSING_PYTHON = 127
+# What the probes need on the host, dependencies first.
+PROBE_MODULES = ("fleetbench_host", "fleetbench_run", "fleetbench_probe")
+
+
+def run_probe(action: Any, task_vars: Mapping[str, Any], function: str, module: str,
+              module_args: Mapping[str, Any]) -> dict[str, Any]:
+    """``function`` of module_utils/fleetbench_probe.py on the host of ``action``.
+
+    ``action`` is the calling Ansible action plugin. Piped in one exec when its connection
+    takes stdin (ssh, local, paramiko); otherwise the module ``module`` runs the same
+    function the usual way.
+    """
+    if not action._connection.has_pipelining:
+        return dict(action._execute_module(module_name=module, module_args=dict(module_args),
+                                           task_vars=task_vars))
+    python = interpreter({"ansible_python_interpreter": action._templar.template(
+        task_vars.get("ansible_python_interpreter"))})
+    done = action._low_level_execute_command(
+        command(python), sudoable=True, in_data=payload(PROBE_MODULES, function, module_args))
+    return answer(done, module, python)
 
 
 def command(interpreter: str) -> str:

@@ -34,6 +34,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         """Probe (and for ``verify``, poll until settled), then attach fleetbench's judgement."""
         result: dict[str, Any] = super().run(tmp, task_vars)
         try:
+            from fleetbench import remote
             from fleetbench.errors import FleetbenchError
             from fleetbench.partition.apply import judge_host
         except ImportError as exc:  # plain ansible-playbook without fleetbench installed
@@ -53,9 +54,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         attempts = 0
         while True:
             attempts += 1
-            probe = self._execute_module(
-                module_name=MODULE, module_args=module_args, task_vars=task_vars
-            )
+            probe = remote.run_probe(self, task_vars or {}, "partition_probe", MODULE,
+                                     module_args)
             if probe.get("failed") or probe.get("unreachable"):
                 result.update(probe)
                 result["purpose"] = purpose  # fleetbench tells the two probes apart by it

@@ -1,9 +1,11 @@
 #!/usr/bin/python
 """Read a GPU host's partition state and who uses its GPUs, in one remote call.
 
-Runs on the target with the standard library only. It reads files and runs read-only
-commands; it never changes the host. Raw text goes back to the controller, where the
-action plugin of the same name judges it with fleetbench (parsing lives in tested Python).
+The work is :func:`partition_probe` in module_utils/fleetbench_probe.py (standard
+library only; it reads files and runs read-only commands, it never changes the host). The
+action plugin of the same name normally pipes it straight to the host's Python and judges
+the raw text with fleetbench; this module is the same probe for connections that cannot
+take a script on stdin, and for ad hoc use.
 
 The sysfs/KFD/amd-smi/rocm-smi part is the same ``raw`` data as the preflight role's
 ``fleetbench_probe`` (shared code in module_utils/fleetbench_host.py), plus the GPU users: the KFD
@@ -30,20 +32,8 @@ options:
 author: fleetbench
 """
 
-import os
-import shutil
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleetbench_host import kfd_processes, partition_raw, run, versions
-
-
-def find_tool(name, rocm_path):
-    # An absolute path: the set commands may run under sudo, whose secure_path lacks ROCm.
-    found = shutil.which(name)
-    if found:
-        return os.path.abspath(found)
-    candidate = os.path.join(rocm_path, "bin", name)
-    return candidate if os.access(candidate, os.X_OK) else None
+from ansible.module_utils.fleetbench_probe import partition_probe
 
 
 def main():
@@ -56,26 +46,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    params = module.params
-    timeout = params["command_timeout"]
-    root = params["sysfs_root"]
-    # GPU users first: the SMI tools below open the GPUs themselves for a moment.
-    processes = kfd_processes(root)
-    docker_argv = ["docker", "ps", "--no-trunc", "--format", "{{json .}}"]
-    for value in params["container_filters"]:
-        docker_argv += ["--filter", value]
-    docker_ps = run(docker_argv, timeout)
-    rocm_version, driver_version = versions(root, params["rocm_path"])
-    module.exit_json(
-        changed=False,
-        hostname=os.uname()[1],
-        raw=partition_raw(root, timeout),
-        kfd_processes=processes,
-        docker_ps=docker_ps,
-        tools={tool: find_tool(tool, params["rocm_path"]) for tool in ("amd-smi", "rocm-smi")},
-        rocm_version=rocm_version,
-        driver_version=driver_version,
-    )
+    module.exit_json(**partition_probe(module.params))
 
 
 if __name__ == "__main__":

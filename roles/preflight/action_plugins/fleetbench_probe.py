@@ -45,7 +45,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             ) from exc
         args = self._task.args
         module_args = {key: args[key] for key in MODULE_ARGS if key in args}
-        probe = self._probe(remote, module_args, task_vars or {})
+        probe = remote.run_probe(self, task_vars or {}, "probe", "fleetbench_probe", module_args)
         result.update(probe)
         if probe.get("failed") or probe.get("unreachable"):
             return result
@@ -58,17 +58,3 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         elif verdict["warnings"]:
             result["msg"] = "; ".join(verdict["warnings"])
         return result
-
-    def _probe(self, remote: Any, module_args: dict[str, Any],
-               task_vars: dict[str, Any]) -> dict[str, Any]:
-        if not self._connection.has_pipelining:
-            return dict(self._execute_module(module_name="fleetbench_probe",
-                                             module_args=module_args, task_vars=task_vars))
-        python = remote.interpreter(
-            {"ansible_python_interpreter": self._templar.template(
-                task_vars.get("ansible_python_interpreter"))})
-        done = self._low_level_execute_command(
-            remote.command(python), sudoable=True,
-            in_data=remote.payload(("fleetbench_host", "fleetbench_run", "fleetbench_probe"),
-                                   "probe", module_args))
-        return dict(remote.answer(done, "the preflight probe", python))

@@ -84,13 +84,10 @@ def host_utils() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def probe_module(host_utils: ModuleType) -> ModuleType:
-    """The partition role's probe module, imported from the role (it runs on hosts)."""
-    path = REPO / "roles" / "partition" / "library" / "fleetbench_partition_probe.py"
-    spec = importlib.util.spec_from_file_location("fleetbench_partition_probe", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """module_utils/fleetbench_probe.py: the probes' host code (piped or in the modules)."""
+    _load("ansible.module_utils.fleetbench_run", REPO / "module_utils" / "fleetbench_run.py")
+    return _load("ansible.module_utils.fleetbench_probe",
+                 REPO / "module_utils" / "fleetbench_probe.py")
 
 
 @pytest.fixture
