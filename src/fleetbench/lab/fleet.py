@@ -377,9 +377,11 @@ def set_host(root: Path, name: str, assignments: Sequence[str]) -> dict[str, Any
 
     gpu_settings = {k: v for k, v in settings.items() if k in gpu.GPU_SETTING_KEYS}
     if gpu_settings:
-        state = gpu.GpuState.load(host_dir / GPU_STATE_FILE).with_settings(gpu_settings)
-        state.save(host_dir / GPU_STATE_FILE)
-        gpu.render_host(host_dir, state)
+        # Under the host's lock, like the simulated tools' own changes.
+        with gpu.state_lock(host_dir):
+            state = gpu.GpuState.load(host_dir / GPU_STATE_FILE).with_settings(gpu_settings)
+            state.save(host_dir / GPU_STATE_FILE)
+            gpu.render_host(host_dir, state)
     bench = {k: v for k, v in settings.items() if k in BENCH_KEYS}
     if bench:
         write_bench_env(host_dir, _bench_settings(bench, read_bench_env(host_dir)))

@@ -8,7 +8,10 @@ A host directory holds::
                                    while busy, the KFD ``proc/<pid>`` entry of a GPU client
     HOST_DIR/root/proc/<pid>/      comm and cmdline of that client (busy hosts only)
     HOST_DIR/root/opt/rocm/.info/version
-    HOST_DIR/bin/rocm-smi, amd-smi wrappers calling fleetbench.lab.smi.main
+    HOST_DIR/smi-answers/          the outputs of ANSWERED_QUERIES for the current state
+    HOST_DIR/bin/rocm-smi, amd-smi sh wrappers: answer ANSWERED_QUERIES from smi-answers/,
+                                   run everything else through bin/.rocm-smi.py, .amd-smi.py
+                                   (fleetbench.lab.smi.main)
 
 Formats follow ``shared/fixtures/smi/FORMATS.md`` §1 and §4 and the real KFD tree in
 ``shared/fixtures/kfd/``. Identifiers (unique_id, GUIDs, UUIDs) are derived from the host
@@ -23,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import uuid
@@ -35,6 +39,17 @@ from fleetbench.errors import LabError
 
 STATE_FILE = "gpu-state.json"
 LOCK_FILE = "gpu-state.lock"
+ANSWERS_DIR = "smi-answers"
+ANSWERS_CURRENT = "current"
+
+# The read-only queries the check probe runs on every host (SMI_COMMANDS in
+# module_utils/fleetbench_host.py; a unit test keeps the two equal). The bin/ wrappers answer
+# them from outputs rendered at each state change: on a real fleet that work runs on each
+# host's own CPUs, in the lab a Python start per query would load the controller instead.
+ANSWERED_QUERIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("amd-smi", ("static", "--partition", "--json")),
+    ("rocm-smi", ("--showcomputepartition", "--showmemorypartition", "--json")),
+)
 
 COMPUTE_MODES = ("SPX", "DPX", "QPX", "CPX")
 MEMORY_MODES = ("NPS1", "NPS4")
@@ -664,11 +679,17 @@ def _render_pci(sys_dir: Path, state: GpuState, devices: tuple[LogicalGpu, ...],
 
 
 def render_host(host_dir: Path, state: GpuState) -> None:
-    """(Re)write ``host_dir/root``: sysfs partition files, DRM nodes, KFD topology, ROCm version.
+    """(Re)write ``host_dir/root`` and the answers of ANSWERED_QUERIES for ``state``.
 
-    The sys tree is built beside the old one and swapped in, so a mode change leaves no
-    stale nodes and readers never see a half-written tree.
+    ``root`` holds the sysfs partition files, DRM nodes, KFD topology and ROCm version. The
+    sys tree is built beside the old one and swapped in, so a mode change leaves no stale
+    nodes and readers never see a half-written tree. Call it after saving ``state``, under
+    :func:`state_lock`: the answers are only kept when ``state`` is the saved one.
     """
+    # smi imports this module, so it is imported at call time.
+    from fleetbench.lab import smi
+
+    write_answers(host_dir, smi.answer_queries(host_dir, state))
     root = host_dir / "root"
     root.mkdir(parents=True, exist_ok=True)
     seed = host_seed(host_dir)
@@ -692,6 +713,48 @@ def render_host(host_dir: Path, state: GpuState) -> None:
     _write_atomic(
         root / "opt" / "rocm" / ".info" / "version", f"{release.version}-{release.build}\n"
     )
+
+
+@dataclass(frozen=True)
+class SmiAnswer:
+    """What a simulated tool printed for one query: stdout, stderr and exit code."""
+
+    out: str
+    err: str
+    code: int
+
+
+def answer_name(tool: str, argv: tuple[str, ...]) -> str:
+    """The file stem of a query's answer: ``amd-smi.static_partition_json``."""
+    return f"{tool}." + "_".join(arg.lstrip("-") for arg in argv)
+
+
+def write_answers(host_dir: Path, answers: Mapping[str, SmiAnswer] | None) -> None:
+    """Make ``answers`` (by :func:`answer_name`) what the bin/ wrappers print; None: none.
+
+    Each call writes a new generation folder ``smi-answers/<hex>/`` and then names it in
+    ``smi-answers/current`` (atomic rename); older generations are removed. A wrapper reads
+    ``current`` once and opens all three files of its answer before printing, so it prints
+    one whole answer of one generation, or (generation already removed) runs the simulator.
+    """
+    folder = host_dir / ANSWERS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    current = folder / ANSWERS_CURRENT
+    keep = ""
+    if answers is None:
+        current.unlink(missing_ok=True)
+    else:
+        keep = uuid.uuid4().hex
+        generation = folder / keep
+        generation.mkdir()
+        for name, answer in answers.items():
+            (generation / f"{name}.out").write_text(answer.out)
+            (generation / f"{name}.err").write_text(answer.err)
+            (generation / f"{name}.rc").write_text(f"{answer.code}\n")
+        _write_atomic(current, keep + "\n")
+    for old in folder.iterdir():
+        if old.is_dir() and old.name != keep:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def busy_pid(seed: str) -> int:
@@ -724,7 +787,7 @@ def _swap_in(staging: Path, target: Path) -> None:
     raise LabError(f"cannot replace {target} — another process keeps rewriting it")
 
 
-_WRAPPER = """#!{python}
+_SIMULATOR = """#!{python}
 # fleetbench lab: simulated {tool} of the host in {host_dir}
 import sys
 from pathlib import Path
@@ -734,11 +797,45 @@ from fleetbench.lab.smi import main
 sys.exit(main({tool!r}, sys.argv[1:], Path({host_dir!r})))
 """
 
+# POSIX sh (no Python start) for the queries in ANSWERED_QUERIES; {match} sets `answer`.
+_WRAPPER = """#!/bin/sh
+# fleetbench lab: simulated {tool} of the host in {host_dir}
+# The check probe's read-only queries print the outputs rendered at the last state change
+# ({answers}); everything else runs the Python simulator.
+answer=
+{match}
+if [ -n "$answer" ] && read -r generation 2>/dev/null <{answers}/{current}; then
+    # All three files are opened before anything is printed: a generation never changes once
+    # named in {current}, and one removed by a newer state change fails an open instead.
+    dir={answers}/"$generation"
+    opened=
+    {{ opened=yes; read -r code <&3; cat <&4 || code=1; cat <&5 >&6; }} \\
+        6>&2 2>/dev/null 3<"$dir/$answer.rc" 4<"$dir/$answer.out" 5<"$dir/$answer.err"
+    if [ -n "$opened" ]; then
+        exit "${{code:-1}}"
+    fi
+fi
+exec {python} {simulator} "$@"
+"""
+
+
+def _wrapper_match(tool: str) -> str:
+    """sh that sets ``answer`` when the arguments are exactly one of the tool's queries."""
+    lines = []
+    for query_tool, argv in ANSWERED_QUERIES:
+        if query_tool != tool:
+            continue
+        tests = [f"[ $# -eq {len(argv)} ]"]
+        tests += [f'[ "${index}" = {shlex.quote(arg)} ]' for index, arg in enumerate(argv, 1)]
+        answer = shlex.quote(answer_name(tool, argv))
+        lines += [f"if {' && '.join(tests)}; then", f"    answer={answer}", "fi"]
+    return "\n".join(lines)
+
 
 def install_host(host_dir: Path, state: GpuState, python: str) -> None:
     """Save ``state``, render the host's tree and write ``bin/rocm-smi`` and ``bin/amd-smi``.
 
-    ``python`` is the interpreter the wrappers run with; it must import fleetbench.
+    ``python`` is the interpreter the simulator runs with; it must import fleetbench.
     """
     host_dir = host_dir.resolve()
     with state_lock(host_dir):
@@ -747,7 +844,19 @@ def install_host(host_dir: Path, state: GpuState, python: str) -> None:
     bin_dir = host_dir / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     for tool in ("rocm-smi", "amd-smi"):
+        simulator = bin_dir / f".{tool}.py"
         _write_atomic(
-            bin_dir / tool, _WRAPPER.format(python=python, tool=tool, host_dir=str(host_dir))
+            simulator, _SIMULATOR.format(python=python, tool=tool, host_dir=str(host_dir))
         )
+        simulator.chmod(0o755)
+        wrapper = _WRAPPER.format(
+            tool=tool,
+            host_dir=host_dir,
+            answers=shlex.quote(str(host_dir / ANSWERS_DIR)),
+            current=ANSWERS_CURRENT,
+            match=_wrapper_match(tool),
+            python=shlex.quote(python),
+            simulator=shlex.quote(str(simulator)),
+        )
+        _write_atomic(bin_dir / tool, wrapper)
         (bin_dir / tool).chmod(0o755)

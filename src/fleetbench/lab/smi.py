@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import dataclasses
 import enum
+import io
 import json
 import os
 import sys
@@ -193,6 +194,27 @@ def run(tool: str, argv: Sequence[str], host_dir: Path, console: Console) -> int
     except LabError as exc:
         console.error(f"fleetbench lab ({tool}): {exc}")
         return 1
+
+
+def answer_queries(host_dir: Path, state: GpuState) -> dict[str, gpu.SmiAnswer] | None:
+    """What the tools print for each of ``gpu.ANSWERED_QUERIES``, by ``gpu.answer_name``.
+
+    The simulator runs in-process on the saved state; None when ``state`` is not the saved
+    one (or none is saved): the wrappers then run the simulator rather than print answers
+    that differ from it.
+    """
+    try:
+        saved = GpuState.load(host_dir / gpu.STATE_FILE)
+    except LabError:
+        return None
+    if saved != state:
+        return None
+    answers = {}
+    for tool, argv in gpu.ANSWERED_QUERIES:
+        out, err = io.StringIO(), io.StringIO()
+        code = run(tool, argv, host_dir, Console(out=out, err=err, inp=io.StringIO()))
+        answers[gpu.answer_name(tool, argv)] = gpu.SmiAnswer(out.getvalue(), err.getvalue(), code)
+    return answers
 
 
 def _not_simulated(console: Console, what: str, supported: str) -> int:

@@ -17,7 +17,9 @@ def test_wrappers_run_as_processes_on_path(tmp_path: Path) -> None:
     for tool in ("rocm-smi", "amd-smi"):
         wrapper = host / "bin" / tool
         assert os.access(wrapper, os.X_OK)
-        assert wrapper.read_text().splitlines()[0] == f"#!{sys.executable}"
+        assert wrapper.read_text().splitlines()[0] == "#!/bin/sh"
+        simulator = host / "bin" / f".{tool}.py"
+        assert simulator.read_text().splitlines()[0] == f"#!{sys.executable}"
     env = {**os.environ, "PATH": f"{host / 'bin'}{os.pathsep}{os.environ['PATH']}"}
 
     def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
