@@ -14,6 +14,22 @@ from typing import Any, ClassVar
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+# Imported with the plugin, not in run(): the strategy loads the plugin in ansible-playbook's
+# own process before it forks a worker per host, so every worker inherits the modules
+# instead of importing them again (bench/RESULTS.md, tuning log).
+try:
+    from fleetbench.partition.apply import (
+        Command,
+        CommandRun,
+        Plan,
+        execute_plan,
+        set_command,
+    )
+except ImportError as exc:
+    FLEETBENCH_MISSING: ImportError | None = exc
+else:
+    FLEETBENCH_MISSING = None
+
 MODULE = "fleetbench_partition_command"
 
 
@@ -25,20 +41,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         """Execute the plan's commands on the host and report each step."""
-        result: dict[str, Any] = super().run(tmp, task_vars)
-        try:
-            from fleetbench.partition.apply import (
-                Command,
-                CommandRun,
-                Plan,
-                execute_plan,
-                set_command,
-            )
-        except ImportError as exc:
+        if FLEETBENCH_MISSING is not None:  # plain ansible-playbook without fleetbench
             raise AnsibleActionFail(
                 "fleetbench is not importable on this controller: install it "
                 "(pip install fleetbench) in the Python that runs ansible-playbook"
-            ) from exc
+            ) from FLEETBENCH_MISSING
+        result: dict[str, Any] = super().run(tmp, task_vars)
         try:
             plan = Plan.from_dict(self._task.args.get("plan") or {})
         except ValueError as exc:

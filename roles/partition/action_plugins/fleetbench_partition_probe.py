@@ -18,6 +18,18 @@ from typing import Any, ClassVar
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+# Imported with the plugin, not in run(): the strategy loads the plugin in ansible-playbook's
+# own process before it forks a worker per host, so every worker inherits the modules
+# instead of importing them again (bench/RESULTS.md, tuning log).
+try:
+    from fleetbench import remote
+    from fleetbench.errors import FleetbenchError
+    from fleetbench.partition.apply import judge_host
+except ImportError as exc:
+    FLEETBENCH_MISSING: ImportError | None = exc
+else:
+    FLEETBENCH_MISSING = None
+
 MODULE = "fleetbench_partition_probe"
 MODULE_ARGS = ("sysfs_root", "rocm_path", "container_filters", "command_timeout")
 TARGET_ARGS = ("compute", "memory", "logical_per_physical", "missing_partition_is_error")
@@ -32,16 +44,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         """Probe (and for ``verify``, poll until settled), then attach fleetbench's judgement."""
-        result: dict[str, Any] = super().run(tmp, task_vars)
-        try:
-            from fleetbench import remote
-            from fleetbench.errors import FleetbenchError
-            from fleetbench.partition.apply import judge_host
-        except ImportError as exc:  # plain ansible-playbook without fleetbench installed
+        if FLEETBENCH_MISSING is not None:  # plain ansible-playbook without fleetbench
             raise AnsibleActionFail(
                 "fleetbench is not importable on this controller: install it "
                 "(pip install fleetbench) in the Python that runs ansible-playbook"
-            ) from exc
+            ) from FLEETBENCH_MISSING
+        result: dict[str, Any] = super().run(tmp, task_vars)
         args = self._task.args
         purpose = str(args.get("purpose", "apply"))
         if purpose not in ("apply", "verify"):

@@ -15,6 +15,17 @@ from typing import Any, ClassVar
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+# Imported with the plugin, not in run(): the strategy loads the plugin in ansible-playbook's
+# own process before it forks a worker per host, so every worker inherits the modules
+# instead of importing them again (bench/RESULTS.md, tuning log).
+try:
+    from fleetbench import remote
+    from fleetbench.preflight import judge_probe
+except ImportError as exc:
+    FLEETBENCH_MISSING: ImportError | None = exc
+else:
+    FLEETBENCH_MISSING = None
+
 MODULE_ARGS = ("sysfs_root", "rocm_path", "disk_path", "command_timeout",
                "lock_path", "lock_run_id", "lock_stale_hours")
 JUDGE_ARGS = (
@@ -34,15 +45,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         """Execute the probe module, then attach fleetbench's verdict."""
-        result: dict[str, Any] = super().run(tmp, task_vars)
-        try:
-            from fleetbench import remote
-            from fleetbench.preflight import judge_probe
-        except ImportError as exc:  # plain ansible-playbook without fleetbench installed
+        if FLEETBENCH_MISSING is not None:  # plain ansible-playbook without fleetbench
             raise AnsibleActionFail(
                 "fleetbench is not importable on this controller: install it "
                 "(pip install fleetbench) in the Python that runs ansible-playbook"
-            ) from exc
+            ) from FLEETBENCH_MISSING
+        result: dict[str, Any] = super().run(tmp, task_vars)
         args = self._task.args
         module_args = {key: args[key] for key in MODULE_ARGS if key in args}
         probe = remote.run_probe(self, task_vars or {}, "probe", "fleetbench_probe", module_args)
