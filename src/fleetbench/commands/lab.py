@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from fleetbench.lab import fleet
+from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT
+
+
+def _fleet() -> ModuleType:
+    """fleetbench.lab.fleet, imported when a lab action runs: it pulls in the Docker SDK
+    and paramiko, which no other command needs (every command builds the whole parser)."""
+    from fleetbench.lab import fleet
+
+    return fleet
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,9 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = actions.add_parser("up", help="create or complete a lab")
     up.add_argument("--dir", type=Path, required=True, help="lab directory")
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
-    up.add_argument("--first-address", default=fleet.DEFAULT_FIRST_ADDRESS,
+    up.add_argument("--first-address", default=DEFAULT_FIRST_ADDRESS,
                     help="loopback address of the first host (default %(default)s)")
-    up.add_argument("--port", type=int, default=fleet.DEFAULT_PORT,
+    up.add_argument("--port", type=int, default=DEFAULT_PORT,
                     help="SSH port of every host (default %(default)s)")
     up.set_defaults(handler=_up)
 
@@ -52,19 +61,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _up(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     with console.status(f"bringing up {args.hosts} lab hosts in {args.dir}"):
-        lab = fleet.up(args.dir, hosts=args.hosts, first_address=args.first_address,
+        lab = _fleet().up(args.dir, hosts=args.hosts, first_address=args.first_address,
                        port=args.port)
     print(f"lab ready: {len(lab.hosts)} hosts; inventory {lab.inventory}")
     return 0
 
 
 def _set(args: argparse.Namespace) -> int:
-    print(json.dumps(fleet.set_host(args.dir, args.host, args.settings), indent=2))
+    print(json.dumps(_fleet().set_host(args.dir, args.host, args.settings), indent=2))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    data = fleet.status(args.dir)
+    data = _fleet().status(args.dir)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -81,6 +90,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    fleet.down(args.dir)
+    _fleet().down(args.dir)
     print(f"lab in {args.dir} removed")
     return 0

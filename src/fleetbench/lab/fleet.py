@@ -30,11 +30,9 @@ from typing import Any
 import yaml
 
 from fleetbench.errors import LabError
-from fleetbench.lab import gpu, image, mad, services
+from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT, gpu, image, mad, services
 
 LAB_FILE = "lab.json"
-DEFAULT_FIRST_ADDRESS = "127.0.0.11"
-DEFAULT_PORT = 2222
 BENCH_MODES = ("ok", "fail", "hang", "slow")
 BENCH_KEYS = ("bench", "factor", "slow_s")
 SSHD_KEY = "sshd"
