@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleetbench.cli import main
+from fleetbench.reports import render
 from tests.unit.report_fleet.fleet_runs import Edit, HostSpec, healthy_fleet, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -91,3 +92,25 @@ def test_screenshot_renders_without_console_errors(report_page: Path, tmp_path: 
     assert (width, height) == (1400, 2000)
     # A blank page compresses to a few kB; tables, heat map and charts do not.
     assert len(data) > 50_000
+
+
+def test_summarised_page_of_a_large_fleet_renders(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The limits lowered so that a small run gets the large-fleet page.
+    monkeypatch.setattr(render, "PAGE_LIMITS", render.PageLimits(hosts=3, slots=4, rows=2))
+    hosts = healthy_fleet(6, lab02=HostSpec(factor=0.75), lab04=HostSpec(factor=0.75),
+                          lab05=HostSpec(status="unreachable", reports=False))
+    run_dir = write_run(tmp_path / "run", hosts)
+    assert main(["report", "build", str(run_dir), "--no-history"]) == 0
+    page = run_dir / "report" / "index.html"
+    done = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert "Large fleet: this page is summarised." in dom
+    assert 'class="heat"' in dom and "other 3 hosts" in dom
+    assert "left out of this page" in dom
+    shot = tmp_path / "large.png"
+    done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,2000", page.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    assert len(shot.read_bytes()) > 50_000

@@ -23,11 +23,10 @@ from typing import Any
 
 from fleetbench.errors import BadInput
 from fleetbench.reports.parse import (
-    BENCHMARK_CSV,
-    SUMMARY_REPORT,
+    WIDE_FORMATS,
     MalformedReport,
     detect_format,
-    parse_tree_formats,
+    slot_reports,
 )
 from fleetbench.reports.records import Configuration, Record, latest_per_configuration
 
@@ -38,7 +37,6 @@ RAN_STATUSES = frozenset({"ok", "failed:benchmark"})
 HOST_LEVEL_SLOT = "host"
 
 _SLOT_DIR = re.compile(r"^slot\d+$")
-_WIDE_FORMATS = frozenset({SUMMARY_REPORT, BENCHMARK_CSV})
 
 
 @dataclass(frozen=True)
@@ -280,7 +278,9 @@ def _host_records(host: str, host_dir: Path) -> tuple[list[HostRecord], list[Rea
     problems: list[ReadProblem] = []
     for slot, folder in folders:
         try:
-            parsed = parse_tree_formats(folder)
+            # Perf-file records a summary report covers are dropped by _choose_records
+            # anyway: the parser checks their rows without building them.
+            parsed = slot_reports(folder)
         except MalformedReport as exc:
             problems.append(ReadProblem(host, slot, str(exc)))
             continue
@@ -294,16 +294,16 @@ def slot_records(parsed: Sequence[tuple[Path, list[Record]]]) -> list[Record]:
     Keeps the last row of each configuration (MAD appends re-runs to the same file).
     """
     return _choose_records(
-        [(path, detect_format(path.read_text(encoding="utf-8-sig")), records)
+        [(detect_format(path.read_text(encoding="utf-8-sig")), records)
          for path, records in parsed])
 
 
-def _choose_records(parsed: Sequence[tuple[Path, str, list[Record]]]) -> list[Record]:
+def _choose_records(parsed: Sequence[tuple[str, list[Record]]]) -> list[Record]:
     """:func:`slot_records` of files whose format is known (no second read)."""
     wide: list[Record] = []
     other: list[Record] = []
-    for _, fmt, records in parsed:
-        (wide if fmt in _WIDE_FORMATS else other).extend(records)
+    for fmt, records in parsed:
+        (wide if fmt in WIDE_FORMATS else other).extend(records)
     covered = {record.scenario for record in wide}
     chosen = [*wide, *(record for record in other if record.scenario not in covered)]
     return latest_per_configuration(chosen)

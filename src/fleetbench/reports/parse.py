@@ -54,6 +54,7 @@ silently change a fleet comparison.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import os
@@ -63,6 +64,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path, PurePath
+from typing import NoReturn
 
 from fleetbench.errors import BadInput
 from fleetbench.reports.records import METRIC_UNITS, SCENARIOS, Record
@@ -148,12 +150,26 @@ class _Table:
     rows: tuple[tuple[int, Mapping[str, str]], ...]
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """A report whose header has been read and format detected; ``rows`` is the rest.
+
+    ``rows`` continues the iterator the header came from, so every file is split into
+    rows once; it can be consumed once.
+    """
+
+    source: str
+    header: tuple[str, ...]
+    format: str
+    rows: Iterator[tuple[int, list[str]]]
+
+
 def detect_format(text: str) -> str:
     """Name the MAD report format of ``text`` from its header (one of :data:`FORMATS`).
 
     Raises :class:`UnknownReportFormat` when the text is empty or not a MAD report.
     """
-    return _detect(_header_of(text, "<text>"), "<text>")
+    return _open(text, "<text>").format
 
 
 def parse_text(text: str, *, source_name: str | None = None) -> list[Record]:
@@ -162,8 +178,7 @@ def parse_text(text: str, *, source_name: str | None = None) -> list[Record]:
     ``source_name`` (a path or file name) only names the file in error messages and
     supplies the fallbacks described in the module docstring.
     """
-    source = source_name or "<text>"
-    return _parse(text, _detect(_header_of(text, source), source), source)
+    return _parse_opened(_open(text, source_name or "<text>"))
 
 
 def parse_file(path: Path) -> list[Record]:
@@ -183,51 +198,114 @@ def parse_tree(root: Path) -> list[tuple[Path, list[Record]]]:
 
 def parse_tree_formats(root: Path) -> list[tuple[Path, str, list[Record]]]:
     """:func:`parse_tree` with each file's format (one of :data:`FORMATS`) beside it."""
+    return [(Path(source), fmt, records)
+            for source, fmt, records in _parse_folder(root, prefer_summaries=False)]
+
+
+def slot_reports(root: Path) -> list[tuple[str, list[Record]]]:
+    """The format and records of every MAD report under one slot folder; summaries win.
+
+    :func:`parse_tree_formats` without the paths, except that records of the other files
+    (``perf_<name>.csv`` and the like) whose scenario a summary-report or per-benchmark
+    CSV (:data:`WIDE_FORMATS`) of the folder covers are left out: they measure the same
+    thing again and a slot keeps the summary's (see
+    :func:`fleetbench.reports.fleet.slot_records`). Every row of every file is still read
+    and checked, so a damaged file raises exactly as with :func:`parse_tree_formats`.
+    """
+    return [(fmt, records)
+            for _, fmt, records in _parse_folder(root, prefer_summaries=True)]
+
+
+def _parse_folder(root: Path, *, prefer_summaries: bool) -> list[tuple[str, str, list[Record]]]:
+    """(path, format, records) per MAD report under ``root``, paths as ``str(Path)``."""
     if not root.is_dir():
         raise BadInput(f"{root}: not a folder — give the folder collected from a host")
-    results: list[tuple[Path, str, list[Record]]] = []
-    for path in _csv_files(root):
-        source = str(path)
+    opened: list[tuple[str, _Opened]] = []
+    undecodable: MalformedReport | None = None
+    for source in _csv_files(root):
         try:
-            text = _read_text(path)
-        except MalformedReport:
+            text = _read_text(source)
+        except MalformedReport as exc:
             # Undecodable bytes matter only in a file whose header says it is a MAD report.
-            loose = path.read_bytes().decode("utf-8", errors="replace")
+            with open(source, "rb") as stream:  # noqa: PTH123 - a str path, no Path per file
+                loose = stream.read().decode("utf-8", errors="replace")
             if _format_or_none(loose, source) is not None:
-                raise
+                undecodable = exc
+                break  # files after it were never reached
             continue
-        fmt = _format_or_none(text, source)
-        if fmt is not None:
-            results.append((path, fmt, _parse(text, fmt, source)))
-    return results
+        try:
+            opened.append((source, _open(text, source)))
+        except UnknownReportFormat:
+            continue
+    # Summary reports first (they decide which scenarios the others may add); the first
+    # damaged file in path order is the one reported, whatever order they were read in.
+    order = sorted(range(len(opened)), key=lambda i: (
+        not prefer_summaries or opened[i][1].format not in WIDE_FORMATS, i))
+    parsed: dict[int, list[Record]] = {}
+    failures: dict[int, MalformedReport] = {}
+    covered: set[str] = set()
+    for index in order:
+        report = opened[index][1]
+        skip = frozenset(covered) if report.format not in WIDE_FORMATS else frozenset()
+        try:
+            parsed[index] = _parse_opened(report, skip)
+        except MalformedReport as exc:
+            failures[index] = exc
+            continue
+        if prefer_summaries and report.format in WIDE_FORMATS:
+            covered.update(record.scenario for record in parsed[index])
+    if failures:
+        raise failures[min(failures)]
+    if undecodable is not None:
+        raise undecodable
+    return [(source, report.format, parsed[i]) for i, (source, report) in enumerate(opened)]
 
 
-def _csv_files(root: Path) -> list[Path]:
-    """The ``*.csv`` files under ``root`` in ``sorted(root.rglob("*"))`` order.
+def _csv_files(root: Path) -> list[str]:
+    """The ``*.csv`` files under ``root`` in ``sorted(root.rglob("*"))`` order, as ``str(path)``.
 
-    os.walk, not rglob (much slower per file); like rglob it does not descend into
-    symlinked folders, and paths sort by their parts as Path objects do.
+    os.scandir, not rglob (much slower per file); like rglob (and os.walk) it does not
+    descend into symlinked folders, and paths sort by their parts as Path objects do.
+    Strings, not Path objects: a fleet has tens of thousands of these files.
     """
-    found: list[tuple[tuple[str, ...], Path]] = []
-    for folder, _, names in os.walk(root):
-        parts = PurePath(folder).relative_to(root).parts
-        for name in names:
-            if name.lower().endswith(".csv") and name.lower() != ".csv":
-                found.append(((*parts, name), Path(folder, name)))
+    top = str(root)  # normalised by Path, so joining names onto it stays normalised
+    found: list[tuple[tuple[str, ...], str]] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(top, ())]
+    while pending:
+        folder, parts = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            continue  # an unreadable folder, as os.walk and rglob skip it
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            name = entry.name
+            if is_dir:
+                if not entry.is_symlink():
+                    pending.append((entry.path, (*parts, name)))
+            elif name.lower().endswith(".csv") and name.lower() != ".csv" and entry.is_file():
+                found.append(((*parts, name), entry.path))
     found.sort(key=lambda item: item[0])
-    return [path for _, path in found if path.is_file()]
+    if top == ".":  # scandir(".") names "./x", which Path writes as "x"
+        return [path.removeprefix("./") for _, path in found]
+    return [path for _, path in found]
 
 
 def _format_or_none(text: str, source: str) -> str | None:
     try:
-        return _detect(_header_of(text, source), source)
+        return _open(text, source).format
     except UnknownReportFormat:
         return None
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path | str) -> str:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as stream:  # noqa: PTH123 - also takes a str path (see _csv_files)
+            data = stream.read()
     except OSError as exc:
         raise BadInput(f"{path}: cannot read ({exc.strerror}) — check the path") from exc
     try:
@@ -247,6 +325,7 @@ def _normalise(name: str) -> str:
 
 
 def _csv_rows(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV text with csv.reader's line numbers."""
     # newline="" lets csv see CRLF and newlines inside quoted fields (the era F cmd).
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
@@ -260,33 +339,58 @@ def _csv_rows(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
         ) from exc
 
 
-def _header_of(text: str, source: str) -> tuple[str, ...]:
+def _open(text: str, source: str) -> _Opened:
+    """Read the header of ``text`` and detect its format; UnknownReportFormat if none."""
+    rows = _csv_rows(text, source)
     try:
-        for _, row in _csv_rows(text, source):
-            return tuple(_normalise(cell) for cell in row)
+        first = next(rows, None)
     except MalformedReport as exc:
         raise UnknownReportFormat(f"{source}: not a CSV file — {_WHAT_TO_GIVE}") from exc
-    raise UnknownReportFormat(f"{source}: empty file — {_WHAT_TO_GIVE}")
+    if first is None:
+        raise UnknownReportFormat(f"{source}: empty file — {_WHAT_TO_GIVE}")
+    header = _header(tuple(first[1]))
+    return _Opened(source, header, _detect(header, source), rows)
 
 
-def _read_table(text: str, source: str) -> _Table:
-    header: tuple[str, ...] | None = None
+@functools.lru_cache(maxsize=256)
+def _header(cells: tuple[str, ...]) -> tuple[str, ...]:
+    # A fleet's files share a handful of headers: each is normalised once.
+    return tuple(_normalise(cell) for cell in cells)
+
+
+def _is_header(cells: Sequence[str], header: tuple[str, ...]) -> bool:
+    """True for a header repeated inside the file (files concatenated by hand)."""
+    # Normalise the whole row only when it may be the header (cheap checks first).
+    return (len(cells) == len(header) and _normalise(cells[0]) == header[0]
+            and tuple(_normalise(cell) for cell in cells) == header)
+
+
+def _width_error(source: str, line: int, cells: Sequence[str], header: Sequence[str]) -> None:
+    if len(cells) != len(header):
+        raise MalformedReport(
+            f"{source} line {line}: {len(cells)} fields where the header has "
+            f"{len(header)} — the row is damaged or truncated; re-collect the file"
+        )
+
+
+def _raise_first(opened: _Opened, error: MalformedReport) -> NoReturn:
+    """Raise what reading the whole table first raises first: a later row of the wrong
+    width (or a later CSV error) before ``error``, a bad value found on the way."""
+    for line, cells in opened.rows:
+        if not _is_header(cells, opened.header):
+            _width_error(opened.source, line, cells, opened.header)
+    raise error
+
+
+def _read_table(opened: _Opened) -> _Table:
+    header = opened.header
     rows: list[tuple[int, Mapping[str, str]]] = []
-    for line, cells in _csv_rows(text, source):
-        if header is None:
-            header = tuple(_normalise(cell) for cell in cells)
+    for line, cells in opened.rows:
+        if _is_header(cells, header):
             continue
-        # Normalise the whole row only when it may be the header (cheap checks first).
-        if (len(cells) == len(header) and _normalise(cells[0]) == header[0]
-                and tuple(_normalise(cell) for cell in cells) == header):
-            continue  # a header repeated by concatenated files
-        if len(cells) != len(header):
-            raise MalformedReport(
-                f"{source} line {line}: {len(cells)} fields where the header has "
-                f"{len(header)} — the row is damaged or truncated; re-collect the file"
-            )
+        _width_error(opened.source, line, cells, header)
         rows.append((line, dict(zip(header, cells, strict=True))))
-    return _Table(source, header or (), tuple(rows))
+    return _Table(opened.source, header, tuple(rows))
 
 
 # --- detection -----------------------------------------------------------------------
@@ -310,7 +414,9 @@ def _has(header: Sequence[str], field: str) -> bool:
     return any(alias in header for alias in _COLUMN_ALIASES[field])
 
 
-def _detect(header: tuple[str, ...], source: str) -> str:
+@functools.lru_cache(maxsize=256)
+def _format_of(header: tuple[str, ...]) -> str | None:
+    # A fleet's files share a handful of headers: each is looked at once.
     columns = set(header)
     if {"performance", "metric"} <= columns:
         if {"model", "status"} <= columns:
@@ -321,6 +427,13 @@ def _detect(header: tuple[str, ...], source: str) -> str:
             return PERF_PACKED
     if _metric_columns(header) and (_has(header, "tp") or _has(header, "input_len")):
         return SUMMARY_REPORT if "input_len" in columns else BENCHMARK_CSV
+    return None
+
+
+def _detect(header: tuple[str, ...], source: str) -> str:
+    fmt = _format_of(header)
+    if fmt is not None:
+        return fmt
     shown = ",".join(header)
     if len(shown) > 120:
         shown = shown[:117] + "..."
@@ -434,10 +547,24 @@ def _scenario(row: _Row, value: str) -> str:
 
 # --- the formats ---------------------------------------------------------------------
 
+#: The wide formats (one row per configuration, one column per metric): a slot's summary.
+WIDE_FORMATS = frozenset({SUMMARY_REPORT, BENCHMARK_CSV})
 
-def _parse(text: str, fmt: str, source: str) -> list[Record]:
-    table = _read_table(text, source)
-    return _PARSERS[fmt](table)
+_Configuration9 = tuple[str, str, int, int | None, int | None, int | None, int, int, str]
+
+
+def _parse_opened(report: _Opened, skip: frozenset[str] = frozenset()) -> list[Record]:
+    """The records of an opened report, leaving out those of a scenario in ``skip``.
+
+    The rows of a skipped scenario are still read and checked.
+    """
+    if report.format in WIDE_FORMATS:
+        records = _parse_wide(report)
+    elif report.format == PERF_PACKED:
+        return _parse_perf_packed(report, skip)
+    else:
+        records = _PARSERS[report.format](_read_table(report))
+    return [r for r in records if r.scenario not in skip] if skip else records
 
 
 def _wide_scenario(header: Sequence[str], metrics: Mapping[str, object]) -> str:
@@ -449,46 +576,158 @@ def _wide_scenario(header: Sequence[str], metrics: Mapping[str, object]) -> str:
     return "throughput"
 
 
-def _parse_wide(table: _Table) -> list[Record]:
-    """Eras A-E: one row per configuration, one column per metric."""
-    columns = _metric_columns(table.header)
+def _last_index(header: Sequence[str], column: str) -> int:
+    # A row is read as dict(zip(header, cells)): a repeated column name means its last cell.
+    return len(header) - 1 - header[::-1].index(column)
+
+
+@dataclass(frozen=True)
+class _WideLayout:
+    """Where a wide table's header keeps each field (the cells the slow path would read)."""
+
+    metrics: tuple[tuple[str, str, str], ...]  # metric, column, unit — §4 order
+    default_scenario: str
+    # Per configuration field: the index of the first of its aliases the header has.
+    at: Mapping[str, int | None]
+    # Per metric: index of its column and the factor to its §4 unit.
+    values: tuple[tuple[str, int, float], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _wide_layout(header: tuple[str, ...]) -> _WideLayout:
+    columns = _metric_columns(header)
     # §4 order, whatever order the columns are in.
-    metrics = [(metric, *columns[metric]) for metric in METRIC_UNITS if metric in columns]
-    default_scenario = _wide_scenario(table.header, columns)
-    records: list[Record] = []
-    for line, cells in table.rows:
-        row = _Row(table.source, line, cells)
-        mode = row.text("scenario")
-        model, dtype = _model(row, row.text("model")), _dtype(row)
-        scenario = _scenario(row, mode) if mode else default_scenario
-        tp, input_len, output_len = (row.required_int(f) for f in ("tp", "input_len", "output_len"))
-        batch_size, num_prompts, max_concurrency = (
-            row.optional_int(f) for f in ("batch_size", "num_prompts", "max_concurrency")
+    metrics = tuple((metric, *columns[metric]) for metric in METRIC_UNITS if metric in columns)
+    at: dict[str, int | None] = {}
+    for field, aliases in _COLUMN_ALIASES.items():
+        present = [alias for alias in aliases if alias in header]
+        at[field] = _last_index(header, present[0]) if present else None
+    values = tuple((metric, _last_index(header, column), 1000.0 if _to_unit(metric, 1.0, unit)
+                    == 1000.0 else 1.0) for metric, column, unit in metrics)
+    return _WideLayout(metrics, _wide_scenario(header, columns), at, values)
+
+
+def _wide_row(row: _Row, layout: _WideLayout) -> list[Record]:
+    """The records of one wide row, every value checked (any row the fast path declines)."""
+    mode = row.text("scenario")
+    model, dtype = _model(row, row.text("model")), _dtype(row)
+    scenario = _scenario(row, mode) if mode else layout.default_scenario
+    tp, input_len, output_len = (row.required_int(f) for f in ("tp", "input_len", "output_len"))
+    batch_size, num_prompts, max_concurrency = (
+        row.optional_int(f) for f in ("batch_size", "num_prompts", "max_concurrency")
+    )
+    return [
+        Record(
+            model=model,
+            scenario=scenario,
+            tp=tp,
+            batch_size=batch_size,
+            num_prompts=num_prompts,
+            max_concurrency=max_concurrency,
+            input_len=input_len,
+            output_len=output_len,
+            dtype=dtype,
+            metric=metric,
+            value=_to_unit(metric, row.measurement(column, column), unit),
+            unit=METRIC_UNITS[metric],
         )
-        for metric, column, unit in metrics:
-            records.append(
-                Record(
-                    model=model,
-                    scenario=scenario,
-                    tp=tp,
-                    batch_size=batch_size,
-                    num_prompts=num_prompts,
-                    max_concurrency=max_concurrency,
-                    input_len=input_len,
-                    output_len=output_len,
-                    dtype=dtype,
-                    metric=metric,
-                    value=_to_unit(metric, row.measurement(column, column), unit),
-                    unit=METRIC_UNITS[metric],
-                )
+        for metric, column, unit in layout.metrics
+    ]
+
+
+def _parse_wide(report: _Opened) -> list[Record]:
+    """Eras A-E: one row per configuration, one column per metric.
+
+    A row whose cells are all plain (model, dtype and scenario present, whole numbers,
+    numeric or NaN values) takes a fast path that reads them by position; any other row
+    (a blank or damaged cell, an alias to fall back to, a repeated header: none of them
+    has a whole number under ``tp``) is read by :func:`_wide_row`, cell by cell, as
+    before, so both give the same records and the same errors.
+    """
+    header, source = report.header, report.source
+    layout = _wide_layout(header)
+    at = layout.at
+    model_at, scenario_at, dtype_at = at["model"], at["scenario"], at["dtype"]
+    tp_at, in_at, out_at = at["tp"], at["input_len"], at["output_len"]
+    batch_at, prompts_at, concurrency_at = (
+        at["batch_size"], at["num_prompts"], at["max_concurrency"])
+    hints: dict[str, str | None] = {}  # file-name fallbacks, worked out when first needed
+    texts: dict[str, str] = {}  # cell → stripped text, "" when it is a missing value
+    scenarios: dict[str, str | None] = {}  # mode cell → scenario, None when not one
+    width = len(header)
+    plain = tp_at is not None and in_at is not None and out_at is not None
+    isfinite, trusted = math.isfinite, Record.trusted
+
+    def text(cell: str) -> str:
+        known = texts.get(cell)
+        if known is None:
+            stripped = cell.strip()
+            known = texts[cell] = "" if stripped.lower() in _MISSING else stripped
+        return known
+
+    def hint(field: str) -> str:
+        if field not in hints:
+            hints[field] = (_model_hint if field == "model" else _dtype_hint)(source)
+        return hints[field] or ""
+
+    def fast(cells: list[str]) -> list[Record] | None:
+        model = (text(cells[model_at]) if model_at is not None else "") or hint("model")
+        dtype = (text(cells[dtype_at]) if dtype_at is not None else "") or hint("dtype")
+        if not model or not dtype:
+            return None
+        scenario = layout.default_scenario
+        if scenario_at is not None:
+            mode = cells[scenario_at]
+            if mode not in scenarios:
+                value = mode.strip().lower()
+                scenarios[mode] = value if value in SCENARIOS else None
+            named = scenarios[mode]
+            if named is None:
+                return None  # blank (another alias may say) or not a scenario: slow path
+            scenario = named
+        try:
+            configuration: _Configuration9 = (
+                model, scenario, int(cells[tp_at]),  # type: ignore[index]
+                None if batch_at is None else int(cells[batch_at]),
+                None if prompts_at is None else int(cells[prompts_at]),
+                None if concurrency_at is None else int(cells[concurrency_at]),
+                int(cells[in_at]), int(cells[out_at]), dtype,  # type: ignore[index]
             )
+            numbers = [(metric, float(cells[index]), factor)
+                       for metric, index, factor in layout.values]
+        except ValueError:
+            return None
+        return [trusted(configuration, metric,
+                        (number * factor if factor != 1.0 else number)
+                        if isfinite(number) else None)
+                for metric, number, factor in numbers]
+
+    records: list[Record] = []
+    for line, cells in report.rows:
+        found = fast(cells) if plain and len(cells) == width else None
+        if found is None:
+            if _is_header(cells, header):
+                continue  # a header repeated by concatenated files
+            _width_error(source, line, cells, header)
+            try:
+                found = _wide_row(_Row(source, line, dict(zip(header, cells, strict=True))),
+                                  layout)
+            except MalformedReport as exc:
+                _raise_first(report, exc)
+        records.extend(found)
     return records
 
 
-def _unpack(row: _Row, packed: str, unit: str, value: float | None) -> Record | None:
-    """A record from an era B-D packed model string; None when the string is no vLLM result.
+@functools.lru_cache(maxsize=4096)
+def _unpacked(
+    packed: str, unit: str,
+) -> tuple[str, _Configuration9, str, float] | None:
+    """``(name, configuration, metric, factor)`` of an era B-D packed model string.
 
-    The record's model is what is left of the string once the configuration is split off.
+    None when the string is no vLLM result. ``name`` (also the configuration's model) is
+    what is left once the configuration is split off; it may be empty. ``factor``
+    converts the value to the metric's §4 unit. A fleet's perf files repeat the same
+    strings in every slot, so each is split once.
     """
     unit = unit.strip().lower()
     serving = _PACKED_SERVING.match(packed)
@@ -497,7 +736,8 @@ def _unpack(row: _Row, packed: str, unit: str, value: float | None) -> Record | 
     match = serving or named or plain
     if match is None:
         return None
-    count = row.to_int(match["count"], "count")
+    # The groups are \d+: int() always reads them.
+    count = int(match["count"])
     batch_size = num_prompts = max_concurrency = None
     if serving:
         scenario = "serving"
@@ -505,7 +745,7 @@ def _unpack(row: _Row, packed: str, unit: str, value: float | None) -> Record | 
         if metric is None:
             return None  # a metric outside §4
         num_prompts = count
-        max_concurrency = row.to_int(serving["max_concurrency"], "max_concurrency")
+        max_concurrency = int(serving["max_concurrency"])
     else:
         if named:
             scenario = named["scenario"]
@@ -522,36 +762,73 @@ def _unpack(row: _Row, packed: str, unit: str, value: float | None) -> Record | 
             # Era D wrote generated tok/s; eras B/C do not say which (see module docstring).
             metric = "throughput_gen" if named else "throughput"
             num_prompts = count
-    return Record(
-        model=_model(row, match["name"]),
-        scenario=scenario,
-        tp=row.to_int(match["tp"], "tp"),
-        batch_size=batch_size,
-        num_prompts=num_prompts,
-        max_concurrency=max_concurrency,
-        input_len=row.to_int(match["input_len"], "input_len"),
-        output_len=row.to_int(match["output_len"], "output_len"),
-        dtype=match["dtype"],
-        metric=metric,
-        value=_to_unit(metric, value, unit),
-        unit=METRIC_UNITS[metric],
-    )
+    factor = 1000.0 if _to_unit(metric, 1.0, unit) == 1000.0 else 1.0
+    configuration: _Configuration9 = (
+        match["name"], scenario, int(match["tp"]), batch_size, num_prompts, max_concurrency,
+        int(match["input_len"]), int(match["output_len"]), match["dtype"])
+    return match["name"], configuration, metric, factor
 
 
-def _parse_perf_packed(table: _Table) -> list[Record]:
-    """Eras B-D ``perf_<name>.csv``: ``model,performance,metric``."""
+def _unpack(row: _Row, packed: str, unit: str, value: float | None) -> Record | None:
+    """A record from an era B-D packed model string; None when the string is no vLLM result.
+
+    The record's model is what is left of the string once the configuration is split off.
+    """
+    unpacked = _unpacked(packed, unit)
+    if unpacked is None:
+        return None
+    name, configuration, metric, factor = unpacked
+    model = _model(row, name)
+    return Record(model, *configuration[1:], metric=metric,
+                  value=value * factor if value is not None and factor != 1.0 else value,
+                  unit=METRIC_UNITS[metric])
+
+
+def _parse_perf_packed(report: _Opened, skip: frozenset[str] = frozenset()) -> list[Record]:
+    """Eras B-D ``perf_<name>.csv``: ``model,performance,metric``.
+
+    Records of a scenario in ``skip`` are left out, their rows still checked. A row with
+    a number (or NaN) and a configuration that unpacks with a name is read by position;
+    any other (a blank or damaged value, a repeated header) cell by cell.
+    """
+    header, source = report.header, report.source
+    model_at, value_at, metric_at = (_last_index(header, column)
+                                     for column in ("model", "performance", "metric"))
+    width = len(header)
+    isfinite, trusted = math.isfinite, Record.trusted
     records: list[Record] = []
-    for line, cells in table.rows:
-        row = _Row(table.source, line, cells)
-        packed = cells["model"].strip()
-        value = row.measurement("performance", "performance")
-        record = _unpack(row, packed, cells["metric"], value)
+    for line, cells in report.rows:
+        if len(cells) == width:
+            try:
+                number = float(cells[value_at])
+            except ValueError:
+                pass
+            else:
+                unpacked = _unpacked(cells[model_at].strip(), cells[metric_at])
+                if unpacked is not None and unpacked[0]:
+                    _, configuration, metric, factor = unpacked
+                    if configuration[1] not in skip:
+                        value = (number * factor if factor != 1.0 else number) \
+                            if isfinite(number) else None
+                        records.append(trusted(configuration, metric, value))
+                    continue
+        if _is_header(cells, header):
+            continue  # a header repeated by concatenated files
+        _width_error(source, line, cells, header)
+        row = _Row(source, line, dict(zip(header, cells, strict=True)))
+        packed = row.cells["model"].strip()
+        try:
+            measured = row.measurement("performance", "performance")
+            record = _unpack(row, packed, row.cells["metric"], measured)
+        except MalformedReport as exc:
+            _raise_first(report, exc)
         if record is None:
-            raise row.bad(
-                f"model {packed!r} (metric {cells['metric']!r}) is not a MAD vLLM "
+            _raise_first(report, row.bad(
+                f"model {packed!r} (metric {row.cells['metric']!r}) is not a MAD vLLM "
                 "configuration such as <name>_<tp>_<batch>_<in>_<out>_<dtype>"
-            )
-        records.append(record)
+            ))
+        if record.scenario not in skip:
+            records.append(record)
     return records
 
 
@@ -660,10 +937,8 @@ def _parse_mad_perf(table: _Table) -> list[Record]:
     return records
 
 
+# The formats read from a _Table of dicts (the wide and packed ones have their own paths).
 _PARSERS: dict[str, Callable[[_Table], list[Record]]] = {
-    SUMMARY_REPORT: _parse_wide,
-    BENCHMARK_CSV: _parse_wide,
-    PERF_PACKED: _parse_perf_packed,
     PERF_COLUMNS: _parse_perf_columns,
     MAD_PERF: _parse_mad_perf,
     MADENGINE_PERF: _parse_mad_perf,

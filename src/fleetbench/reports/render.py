@@ -8,12 +8,20 @@ the history database (:mod:`fleetbench.history`) and write the outputs under
 The HTML page is one self-contained file (inline CSS, inline SVG charts drawn by our own
 Jinja2 templates, no JavaScript, no external URL), so it can be mailed, archived or
 served from anywhere. Chart geometry is computed here; the templates only place it.
+
+**Large fleets.** Per slot, 500 hosts x 8 slots made a 100 MB page nobody could open. Above
+:data:`PAGE_LIMITS` (64 hosts or 256 host slots) the page is summarised: a box at its top
+says what it aggregates (hosts without findings named only, a heat-map row per host with
+findings plus one for all others, bar charts with those hosts and the best and worst of
+the rest, drift as the odd hosts out, tables capped with a note of what is left out). The
+CSV and JSON files always hold every result; smaller runs get the page unchanged.
 """
 
 from __future__ import annotations
 
 import calendar
 import csv
+import gc
 import io
 import json
 import math
@@ -22,9 +30,11 @@ import re
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -87,6 +97,51 @@ class FleetReport:
         """True when a gate failed (the CLI exits 1)."""
         return self.analysis.gate.failed
 
+    @cached_property
+    def members(self) -> tuple[tuple[str, str], ...]:
+        """Every host/slot with a result or expected to have one, hosts in run order.
+
+        Computed once: the charts, tables and data files all walk the fleet by it.
+        """
+        order = {host.name: i for i, host in enumerate(self.run.hosts)}
+        seen: dict[tuple[str, str], None] = {}
+        for row in self.run.rows:
+            seen[(row.host, row.slot)] = None
+        for item in self.analysis.missing:
+            seen[(item.host, item.slot)] = None
+
+        def key(member: tuple[str, str]) -> tuple[int, int, str]:
+            digits = member[1].removeprefix("slot")
+            return (order.get(member[0], len(order)),
+                    int(digits) if digits.isdigit() else 0, member[1])
+
+        return tuple(sorted(seen, key=key))
+
+    @cached_property
+    def table(self) -> tuple[HostRecord, ...]:
+        """The canonical table by host (run order), slot, then configuration (statistics
+        order): the rows of ``summary.csv`` and ``summary.json``, sorted once for both."""
+        hosts = {host.name: i for i, host in enumerate(self.run.hosts)}
+        slots = {member: i for i, member in enumerate(self.members)}
+        position = {s.configuration: i for i, s in enumerate(self.analysis.stats)}.get
+        # sorted(rows, key=(host, slot, configuration)), a slot's rows sorted on their own:
+        # every host slot has its own (host, slot) position, and its rows come together.
+        blocks: dict[tuple[int, int], list[HostRecord]] = {}
+        host: str | None = None
+        slot: str | None = None
+        block: list[HostRecord] = []
+        for row in self.run.rows:
+            if row.slot != slot or row.host != host:
+                host, slot = row.host, row.slot
+                block = blocks.setdefault(
+                    (hosts.get(host, len(hosts)), slots.get((host, slot), 0)), [])
+            block.append(row)
+        ordered: list[HostRecord] = []
+        for key in sorted(blocks):
+            ordered.extend(sorted(blocks[key],
+                                  key=lambda r: position(r.record.configuration, 0)))
+        return tuple(ordered)
+
 
 #: Columns of ``summary.csv``: one row per host x slot x configuration record.
 CSV_COLUMNS = (
@@ -97,7 +152,9 @@ CSV_COLUMNS = (
 # Heat-map colours saturate at this relative distance from the median.
 HEAT_RANGE = 0.2
 
+@cache
 def _environment() -> jinja2.Environment:
+    # One per process: compiling the templates took longer than rendering a small page.
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("fleetbench.reports", "templates"),
         # HTML templates escape everything they print; the Markdown one escapes by hand.
@@ -177,6 +234,8 @@ class BarChart:
     bars: tuple[Bar, ...]
     row_height: int
     flagged: bool
+    #: Which hosts a chart of the summarised page shows ("" when it shows every host).
+    note: str = ""
 
     @property
     def bars_html(self) -> markupsafe.Markup:
@@ -300,19 +359,7 @@ def _text_width(text: str, size: float = 11) -> int:
 
 def _members(report: FleetReport) -> list[tuple[str, str]]:
     """Every host/slot with a result or expected to have one, hosts in run order."""
-    order = {host.name: i for i, host in enumerate(report.run.hosts)}
-    seen: dict[tuple[str, str], None] = {}
-    for row in report.run.rows:
-        seen[(row.host, row.slot)] = None
-    for item in report.analysis.missing:
-        seen[(item.host, item.slot)] = None
-
-    def key(member: tuple[str, str]) -> tuple[int, int, str]:
-        digits = member[1].removeprefix("slot")
-        return (order.get(member[0], len(order)), int(digits) if digits.isdigit() else 0,
-                member[1])
-
-    return sorted(seen, key=key)
+    return list(report.members)
 
 
 def _labels(stats: Sequence[ConfigurationStats]) -> dict[Configuration, str]:
@@ -541,10 +588,16 @@ class Pivot:
     rows: tuple[PivotRow, ...]
 
 
-def pivot_table(report: FleetReport) -> Pivot:
-    """Every result: one row per configuration, one column per host/slot."""
-    members = _members(report)
-    values = {(r.host, r.slot, r.configuration): r.record.value for r in report.run.rows}
+def pivot_table(report: FleetReport,
+                members: Sequence[tuple[str, str]] | None = None) -> Pivot:
+    """Every result: one row per configuration, one column per host/slot (``members``)."""
+    if members is None:
+        members = _members(report)
+        results: Iterable[HostRecord] = report.run.rows
+    else:
+        wanted = set(members)
+        results = (r for r in report.run.rows if (r.host, r.slot) in wanted)
+    values = {(r.host, r.slot, r.configuration): r.record.value for r in results}
     outliers = {(o.host, o.slot, o.configuration) for o in report.analysis.outliers}
     rows = []
     for stat in report.analysis.stats:
@@ -559,6 +612,343 @@ def pivot_table(report: FleetReport) -> Pivot:
                 cells.append((format_number(values[key]), "warn" if key in outliers else ""))
         rows.append(PivotRow(stat.label, stat.unit, tuple(cells)))
     return Pivot(tuple(f"{h}/{s}" for h, s in members), tuple(rows))
+
+
+# --- large fleets: the summarised page ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    """Up to which fleet size the HTML page shows every host slot, and what it shows beyond.
+
+    A run with more than ``hosts`` hosts or more than ``slots`` host slots gets the
+    summarised page (:class:`SummarisedPage`); smaller runs get every slot in full.
+    """
+
+    hosts: int = 64
+    slots: int = 256
+    #: Rows a table of the summarised page shows before it says how many it left out
+    #: (also the most host rows of its heat map and host-slot columns of "All results").
+    rows: int = 100
+    #: Hosts with findings a bar chart of the summarised page shows at most.
+    chart_hosts: int = 20
+    #: Best and worst hosts without findings each bar chart shows beside those.
+    chart_extremes: int = 3
+
+
+#: The limits :func:`render_html` applies (a page of 64 hosts x 4 slots, 64 configurations
+#: is about 4 MB; 500 x 8 in full was about 100 MB).
+PAGE_LIMITS = PageLimits()
+
+
+@dataclass(frozen=True)
+class DriftSummary:
+    """One fact of the drift table on a summarised page: the usual value and the others."""
+
+    name: str
+    drifted: bool
+    usual: str | None
+    usual_hosts: int
+    others: tuple[tuple[str, str], ...]
+    others_left_out: int
+    unknown_hosts: int
+
+
+@dataclass(frozen=True)
+class SummarisedPage:
+    """What the HTML page of a large run aggregates, and what it leaves to the data files."""
+
+    limits: PageLimits
+    hosts: int
+    slots: int
+    results: int
+    #: Hosts not ok (first) or with a finding (outlier, missing, failed, violation,
+    #: preflight problem): shown in full in the hosts table, up to ``limits.rows``.
+    attention: tuple[dict[str, Any], ...]
+    attention_total: int
+    #: Hosts that ended ok without a finding: named only.
+    quiet: tuple[str, ...]
+    heat_hosts: int
+    heat_hosts_total: int
+    heat_others: int
+    drift: tuple[DriftSummary, ...]
+    pivot_members_total: int
+    data_files: tuple[str, ...]
+
+
+def summarised(report: FleetReport, limits: PageLimits = PAGE_LIMITS) -> bool:
+    """True when the run has more hosts or host slots than the page shows one by one."""
+    return len(report.run.hosts) > limits.hosts or len(_members(report)) > limits.slots
+
+
+@dataclass(frozen=True)
+class _HostCell:
+    """One host's results of one configuration, over its slots."""
+
+    values: tuple[float, ...]  # sorted
+    slots: tuple[tuple[str, float], ...]  # slot, value: the dots of a bar chart
+    failed: int = 0
+    missing: int = 0
+    outliers: int = 0
+
+    @property
+    def median(self) -> float | None:
+        return _median(self.values)
+
+    @property
+    def findings(self) -> int:
+        return self.failed + self.missing + self.outliers
+
+
+def _host_cells(report: FleetReport) -> dict[Configuration, dict[str, _HostCell]]:
+    """Per configuration and host (run order): the host's slot values and findings."""
+    # host → configuration → ([(slot, value)], failed); a host's rows come one after another.
+    per_host: dict[str, dict[Configuration, tuple[list[tuple[str, float]], list[int]]]] = {}
+    host: str | None = None
+    mine: dict[Configuration, tuple[list[tuple[str, float]], list[int]]] = {}
+    for row in report.run.rows:
+        if row.host != host:
+            host = row.host
+            mine = per_host.setdefault(host, {})
+        record = row.record
+        entry = mine.get(record.configuration)
+        if entry is None:
+            entry = mine[record.configuration] = ([], [0])
+        if record.value is None:
+            entry[1][0] += 1
+        else:
+            entry[0].append((row.slot, record.value))
+    missing: dict[tuple[Configuration, str], int] = defaultdict(int)
+    for item in report.analysis.missing:
+        missing[(item.configuration, item.host)] += 1
+        per_host.setdefault(item.host, {}).setdefault(item.configuration, ([], [0]))
+    outliers: dict[tuple[Configuration, str], int] = defaultdict(int)
+    for outlier in report.analysis.outliers:
+        outliers[(outlier.configuration, outlier.host)] += 1
+    order = {host.name: i for i, host in enumerate(report.run.hosts)}
+    cells: dict[Configuration, dict[str, _HostCell]] = {}
+    for name in sorted(per_host, key=lambda name: order.get(name, len(order))):
+        for configuration, (found, failed) in per_host[name].items():
+            key = (configuration, name)
+            cells.setdefault(configuration, {})[name] = _HostCell(
+                tuple(sorted(value for _, value in found)), tuple(found), failed[0],
+                missing.get(key, 0) if missing else 0,
+                outliers.get(key, 0) if outliers else 0)
+    return cells
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _findings_text(cell: _HostCell) -> str:
+    parts = [_plural(cell.outliers, "outlier")] if cell.outliers else []
+    parts += [f"{cell.failed} failed"] if cell.failed else []
+    parts += [f"{cell.missing} missing"] if cell.missing else []
+    return "; ".join(parts)
+
+
+def _heat_cell(x: int, y: int, name: str, cell: _HostCell | None,
+               stat: ConfigurationStats) -> HeatCell:
+    """A heat-map cell for one host (the median of its slots) of one configuration."""
+    if cell is None or (not cell.values and not cell.failed):
+        return HeatCell(x, y, "#ffffff", f"{name}: no result", "–")
+    findings = _findings_text(cell)
+    if not cell.values:
+        return HeatCell(x, y, "#424242", f"{name}: failed measurement ({findings})", "x")
+    value = cell.median or 0.0
+    gap = worse_by(value, stat.median, stat.metric) if stat.median else 0.0
+    mark = "!" if cell.outliers else "x" if cell.failed else "–" if cell.missing else ""
+    return HeatCell(
+        x, y, heat_colour(gap),
+        f"{name}: median of {_plural(len(cell.values), 'slot')} {format_number(value)} "
+        f"{stat.unit} ({format_percent(-gap, signed=True)} vs fleet median "
+        f"{format_number(stat.median)}){' — ' + findings if findings else ''}",
+        mark,
+    )
+
+
+def heat_map_by_host(report: FleetReport, limits: PageLimits = PAGE_LIMITS,
+                     cells: Mapping[Configuration, Mapping[str, _HostCell]] | None = None,
+                     ) -> tuple[HeatMap, int, int]:
+    """The summarised page's heat map: a row per host with findings, one for the others.
+
+    A host's cell is the median of its slots, marked ! when any slot is an outlier,
+    x when one failed, a dash when one lacks the result. The last row ("other hosts") shows,
+    per configuration, the worst host median among the hosts without findings. Returns
+    the map, the number of hosts with findings and the number of other hosts.
+    """
+    stats = report.analysis.stats
+    cells = _host_cells(report) if cells is None else cells
+    labels = _labels(stats)
+    names = [describe(stat.configuration) for stat in stats]
+    hosts = list(dict.fromkeys(member[0] for member in _members(report)))
+    flagged = [host for host in hosts
+               if any(by_host.get(host) is not None and by_host[host].findings
+                      for by_host in cells.values())]
+    shown = flagged[:limits.rows]
+    others = [host for host in hosts if host not in set(flagged)]
+    rows = [*shown, *([f"other {len(others):,} hosts"] if others else [])]
+    cell = 16
+    left = max((_text_width(label) for label in rows), default=40) + 10
+    top = max((_text_width(label, 10) for label in labels.values()), default=40) * 0.87 + 14
+    top_px = math.ceil(top)
+    heat_cells: list[HeatCell] = []
+    for row_index, host in enumerate(shown):
+        for column, stat in enumerate(stats):
+            found = cells.get(stat.configuration, {}).get(host)
+            slots = f" ({_plural(len(found.slots) + found.failed, 'slot')})" if found else ""
+            heat_cells.append(_heat_cell(left + column * cell, top_px + row_index * cell,
+                                         f"{host}{slots} — {names[column]}", found, stat))
+    if others:
+        y = top_px + len(shown) * cell
+        quiet = set(others)
+        for column, stat in enumerate(stats):
+            x = left + column * cell
+            medians = [(worse_by(median, stat.median, stat.metric) if stat.median else 0.0,
+                        host, median)
+                       for host, found in cells.get(stat.configuration, {}).items()
+                       if host in quiet and (median := found.median) is not None]
+            name = f"other {len(others):,} hosts — {names[column]}"
+            if not medians:
+                heat_cells.append(HeatCell(x, y, "#ffffff", f"{name}: no result", "–"))
+                continue
+            worst, best = max(medians), min(medians)
+            heat_cells.append(HeatCell(
+                x, y, heat_colour(worst[0]),
+                f"{name}: host medians from {format_number(best[2])} ({best[1]}) to "
+                f"{format_number(worst[2])} ({worst[1]}) {stat.unit}; the worst is "
+                f"{format_percent(-worst[0], signed=True)} vs the fleet median "
+                f"{format_number(stat.median)}", ""))
+    heat = HeatMap(
+        width=left + len(stats) * cell + 200,
+        height=top_px + len(rows) * cell + 10,
+        left=left, top=top_px, cell=cell,
+        rows=tuple((top_px + i * cell, label) for i, label in enumerate(rows)),
+        columns=tuple((left + i * cell, labels[s.configuration]) for i, s in enumerate(stats)),
+        cells=tuple(heat_cells),
+    )
+    return heat, len(flagged), len(others)
+
+
+def bar_charts_by_host(report: FleetReport, limits: PageLimits = PAGE_LIMITS,
+                       cells: Mapping[Configuration, Mapping[str, _HostCell]] | None = None,
+                       ) -> list[BarChart]:
+    """The summarised page's bar charts: per configuration, only some hosts.
+
+    The hosts with a finding for the configuration (up to ``limits.chart_hosts``) and the
+    ``limits.chart_extremes`` best and worst of the others, in run order; each chart's
+    note says how many hosts it shows.
+    """
+    cells = _host_cells(report) if cells is None else cells
+    order = {host: i for i, host in enumerate(
+        dict.fromkeys(member[0] for member in _members(report)))}
+    row_height, width, right = 18, 460, 64
+    charts: list[BarChart] = []
+    for stat in report.analysis.stats:
+        by_host = cells.get(stat.configuration, {})
+        flagged = [host for host, found in by_host.items() if found.findings]
+        quiet = sorted(
+            ((worse_by(median, stat.median, stat.metric) if stat.median else 0.0, host)
+             for host, found in by_host.items()
+             if not found.findings and (median := found.median) is not None),
+        )
+        extremes = limits.chart_extremes
+        picked = {host for _, host in quiet[:extremes]} | {host for _, host in quiet[-extremes:]}
+        shown = sorted({*flagged[:limits.chart_hosts], *picked},
+                       key=lambda host: order.get(host, len(order)))
+        left = max((_text_width(h) for h in shown), default=40) + 12
+        plot_width = width - left - right
+        values = [value for found in by_host.values() for value in found.values]
+        top_value = max(values, default=0.0) * 1.08 or 1.0
+
+        def x_of(value: float, top: float = top_value, plot: int = plot_width) -> float:
+            return round(max(value, 0.0) / top * plot, 1)
+
+        bars: list[Bar] = []
+        for i, host in enumerate(shown):
+            found = by_host[host]
+            value = found.median
+            notes = [f"{found.failed} failed"] if found.failed else []
+            notes += [f"{found.missing} missing"] if found.missing else []
+            bars.append(Bar(host, 24 + i * row_height,
+                            x_of(value) if value is not None else None, value,
+                            tuple((x_of(v), slot, v) for slot, v in found.slots),
+                            found.outliers > 0, ", ".join(notes)))
+        left_out = len(by_host) - len(shown)
+        note = ""
+        if left_out:
+            note = (f"{len(shown)} of {_plural(len(by_host), 'host')}: "
+                    f"{_plural(min(len(flagged), limits.chart_hosts), 'host')} with findings"
+                    f"{f' (of {len(flagged)})' if len(flagged) > limits.chart_hosts else ''}"
+                    f" and the {extremes} best and worst of the others")
+        charts.append(BarChart(
+            title=describe(stat.configuration), unit=stat.unit,
+            better="higher is better" if stat.higher_is_better else "lower is better",
+            width=width, height=24 + len(bars) * row_height + 10, left=left,
+            plot_width=plot_width,
+            median_x=x_of(stat.median) if stat.median is not None else None,
+            median=stat.median, bars=tuple(bars), row_height=row_height,
+            flagged=any(b.outlier or b.note for b in bars), note=note,
+        ))
+    return charts
+
+
+def drift_summaries(report: FleetReport, limits: PageLimits = PAGE_LIMITS,
+                    ) -> list[DriftSummary]:
+    """Per fact: the usual value, how many hosts report it, and the hosts that differ."""
+    result: list[DriftSummary] = []
+    for drift in report.analysis.drift:
+        usual = drift.usual
+        others = [(host, value) for host, value in drift.values.items()
+                  if value is not None and value != usual]
+        unknown = sum(1 for value in drift.values.values() if value is None)
+        with_usual = len(drift.values) - len(others) - unknown
+        if drift.name in ("image digest", "MAD commit"):
+            others = [(host, short_digest(value)) for host, value in others]
+            usual = short_digest(usual) if usual is not None else None
+        result.append(DriftSummary(
+            drift.name, drift.drifted, usual, with_usual,
+            tuple(others[:limits.rows]), max(len(others) - limits.rows, 0), unknown))
+    return result
+
+
+def _needs_attention(host: Mapping[str, Any]) -> bool:
+    return bool(not host["ok"] or host["outliers"] or host["missing"] or host["failed"]
+                or host["violations"] or host["preflight_problems"])
+
+
+def summarised_page(report: FleetReport, hosts: Sequence[dict[str, Any]],
+                    formats: Sequence[str], heat: tuple[int, int], *,
+                    pivot_members: int, limits: PageLimits = PAGE_LIMITS) -> SummarisedPage:
+    """The facts the summarised page states about what it aggregated."""
+    # Hosts that did not end ok come first: a cap must not hide an unreachable host.
+    attention = [*(host for host in hosts if not host["ok"]),
+                 *(host for host in hosts if host["ok"] and _needs_attention(host))]
+    return SummarisedPage(
+        limits=limits,
+        hosts=len(report.run.hosts),
+        slots=len(_members(report)),
+        results=len(report.run.rows),
+        attention=tuple(attention[:limits.rows]),
+        attention_total=len(attention),
+        quiet=tuple(host["host"] for host in hosts if not _needs_attention(host)),
+        heat_hosts=min(heat[0], limits.rows),
+        heat_hosts_total=heat[0],
+        heat_others=heat[1],
+        drift=tuple(drift_summaries(report, limits)),
+        pivot_members_total=pivot_members,
+        data_files=tuple(OUTPUT_FILES[name] for name in ("csv", "json") if name in formats),
+    )
+
+
+def _members_with_findings(report: FleetReport) -> list[tuple[str, str]]:
+    """Host slots with an outlier, a failed measurement or a missing result, in table order."""
+    analysis = report.analysis
+    flagged = {(o.host, o.slot) for o in analysis.outliers}
+    flagged.update((r.host, r.slot) for r in analysis.failures)
+    flagged.update((m.host, m.slot) for m in analysis.missing)
+    return [member for member in _members(report) if member in flagged]
 
 
 # --- the data every output shares ---------------------------------------------------------
@@ -690,31 +1080,49 @@ def _records_json(rows: Sequence[HostRecord], level: int) -> str:
         return "[]"
     outer = "  " * (level + 1)
     inner = "  " * (level + 2)
-    members: dict[tuple[str, str], str] = {}
-    bodies: dict[tuple[Configuration, str], tuple[str, str]] = {}
-    items: list[str] = []
+    # A record's unit follows from its metric (Record checks it), so the configuration
+    # decides every line but the value's.
+    bodies: dict[Configuration, tuple[str, str]] = {}
+    # One flat list of pieces joined once: no string per record.
+    parts = ["[\n"]
+    add = parts.append
+    host: str | None = None
+    slot: str | None = None
+    member = separator = ""
+    isfinite = math.isfinite
     for row in rows:
         record = row.record
-        member = members.get((row.host, row.slot))
-        if member is None:
-            member = (f'{outer}{{\n{inner}"host": {json.dumps(row.host)},\n'
-                      f'{inner}"slot": {json.dumps(row.slot)},\n')
-            members[(row.host, row.slot)] = member
+        if row.slot != slot or row.host != host:  # the table keeps a slot's rows together
+            host, slot = row.host, row.slot
+            member = (f'{outer}{{\n{inner}"host": {json.dumps(host)},\n'
+                      f'{inner}"slot": {json.dumps(slot)},\n')
         configuration = record.configuration
-        cached = bodies.get((configuration, record.unit))
+        cached = bodies.get(configuration)
         if cached is None:
             fields = record.to_dict()
             del fields["value"], fields["unit"]
             body = "".join(f"{inner}{json.dumps(key)}: {json.dumps(value)},\n"
                            for key, value in fields.items())
-            cached = (f'{body}{inner}"value": ',
-                      f',\n{inner}"unit": {json.dumps(record.unit)}\n{outer}}}')
-            bodies[(configuration, record.unit)] = cached
-        items.append(f"{member}{cached[0]}{_json_scalar(record.value)}{cached[1]}")
-    return "[\n" + ",\n".join(items) + "\n" + "  " * level + "]"
+            cached = bodies[configuration] = (
+                f'{body}{inner}"value": ',
+                f',\n{inner}"unit": {json.dumps(record.unit)}\n{outer}}}')
+        value = record.value
+        # _json_scalar, inline: this runs once per result.
+        text = ("null" if value is None
+                else float.__repr__(value) if type(value) is float and isfinite(value)
+                else json.dumps(value))
+        add(separator)
+        add(member)
+        add(cached[0])
+        add(text)
+        add(cached[1])
+        separator = ",\n"
+    add("\n" + "  " * level + "]")
+    return "".join(parts)
 
 
 def _context(report: FleetReport, formats: Sequence[str]) -> dict[str, Any]:
+    """What both templates use (the Markdown summary draws no chart)."""
     analysis = report.analysis
     return {
         "report": report,
@@ -725,23 +1133,46 @@ def _context(report: FleetReport, formats: Sequence[str]) -> dict[str, Any]:
         "describe": describe,
         "config": configuration_dict,
         "unit_of": lambda c: METRIC_UNITS[c[-1]],
-        "charts_data": bar_charts(report),
-        "heat": heat_map(report),
-        "legend": heat_legend(),
         "missing_groups": missing_groups(report),
         "outlier_groups": outlier_groups(report),
-        "pivot": pivot_table(report),
-        "sparklines": sparklines(report),
         "files": {name: OUTPUT_FILES[name] for name in formats if name != "html"},
         "version": __version__,
         "generated": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
     }
 
 
+def _html_context(report: FleetReport, formats: Sequence[str]) -> dict[str, Any]:
+    """:func:`_context` plus the charts, and what a summarised page aggregates."""
+    context = _context(report, formats)
+    limits = PAGE_LIMITS
+    context.update(legend=heat_legend(), sparklines=sparklines(report), page=None,
+                   shown=lambda items: items)
+    if not summarised(report, limits):
+        context.update(charts_data=bar_charts(report), heat=heat_map(report),
+                       pivot=pivot_table(report))
+        return context
+    cells = _host_cells(report)
+    heat, flagged_hosts, other_hosts = heat_map_by_host(report, limits, cells)
+    members = _members_with_findings(report)
+    context.update(
+        charts_data=bar_charts_by_host(report, limits, cells),
+        heat=heat,
+        pivot=pivot_table(report, members[:limits.rows]),
+        page=summarised_page(report, context["hosts"], formats, (flagged_hosts, other_hosts),
+                             pivot_members=len(members), limits=limits),
+        shown=lambda items: list(items)[:limits.rows],
+    )
+    return context
+
+
 def render_html(report: FleetReport, formats: Sequence[str] = ("html",)) -> str:
-    """The self-contained HTML page (``formats`` = sibling files to link to)."""
+    """The self-contained HTML page (``formats`` = sibling files to link to).
+
+    A run with more hosts or host slots than :data:`PAGE_LIMITS` allows gets the
+    summarised page: it says at the top what it aggregates; the CSV/JSON keep everything.
+    """
     return _environment().get_template("index.html.j2").render(
-        _context(report, formats))
+        _html_context(report, formats))
 
 
 def render_markdown(report: FleetReport) -> str:
@@ -751,36 +1182,63 @@ def render_markdown(report: FleetReport) -> str:
 
 
 def render_csv(report: FleetReport) -> str:
-    """``summary.csv``: a header, then one row per host x slot x configuration record."""
+    """``summary.csv``: a header, then one row per host x slot x configuration record.
+
+    Written as csv.writer writes each row; the fields a row shares with others (run,
+    host and slot; configuration and unit) are formatted once, not once per row.
+    """
     medians = {s.configuration: s.median for s in report.analysis.stats}
-    outliers = {(o.host, o.slot, o.configuration) for o in report.analysis.outliers}
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    outliers: dict[tuple[str, str], set[Configuration]] = defaultdict(set)
+    for outlier in report.analysis.outliers:
+        outliers[(outlier.host, outlier.slot)].add(outlier.configuration)
+    run_id = report.run.run_id
+    # A record's unit follows from its metric (Record checks it).
+    configurations: dict[Configuration, tuple[str, float | None, str]] = {}
+    # One flat list of pieces joined once: no string per row.
+    parts = [_csv_fields(CSV_COLUMNS), "\n"]
+    add = parts.append
+    host: str | None = None
+    slot: str | None = None
+    member = ""
+    slot_outliers: set[Configuration] = set()
     for row in _table_order(report):
         record = row.record
-        median = medians.get(row.configuration)
-        relative = (record.value - median) / median if record.value is not None and median \
-            else None
-        finding = ("failed" if record.value is None
-                   else "outlier" if (row.host, row.slot, row.configuration) in outliers
-                   else "")
-        writer.writerow([
-            report.run.run_id, row.host, row.slot, *row.configuration[:-1], record.metric,
-            _csv_number(record.value), record.unit, _csv_number(median),
-            _csv_number(relative), finding,
-        ])
+        if row.slot != slot or row.host != host:  # the table keeps a slot's rows together
+            host, slot = row.host, row.slot
+            member = _csv_fields((run_id, host, slot)) + ","
+            slot_outliers = outliers.get((host, slot), set())
+        configuration = record.configuration
+        shared = configurations.get(configuration)
+        if shared is None:
+            median = medians.get(configuration)
+            shared = configurations[configuration] = (
+                _csv_fields(configuration) + ",", median,
+                f",{_csv_fields((record.unit,))},{_csv_number(median)},")
+        text, median, unit_and_median = shared
+        add(member)
+        add(text)
+        value = record.value
+        if value is None:
+            add(unit_and_median)
+            add(",failed\n")
+            continue
+        add(_csv_number(value))
+        add(unit_and_median)
+        add(_csv_number((value - median) / median) if median else "")
+        add(",outlier\n" if configuration in slot_outliers else ",\n")
+    return "".join(parts)
+
+
+def _csv_fields(values: Iterable[object]) -> str:
+    """``values`` as csv.writer writes them in a row (quoted where needed), no line end."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="").writerow(values)
     return buffer.getvalue()
 
 
-def _table_order(report: FleetReport) -> list[HostRecord]:
+def _table_order(report: FleetReport) -> Sequence[HostRecord]:
     """The canonical table by host (run order), slot, then configuration (statistics order)."""
-    hosts = {host.name: i for i, host in enumerate(report.run.hosts)}
-    slots = {member: i for i, member in enumerate(_members(report))}
-    configurations = {s.configuration: i for i, s in enumerate(report.analysis.stats)}
-    return sorted(report.run.rows, key=lambda r: (hosts.get(r.host, len(hosts)),
-                                                  slots.get((r.host, r.slot), 0),
-                                                  configurations.get(r.configuration, 0)))
+    return report.table
 
 
 def _csv_number(value: float | int | None) -> str:
@@ -958,12 +1416,47 @@ def build_report(
     (not a run directory, a bad thresholds file, an unknown format) raises BadInput
     before anything is written. The gate verdict is ``report.gate_failed``.
     """
+    with _cycle_collector_paused():
+        return _build_report(run_dir, baseline=baseline, thresholds=thresholds,
+                             formats=formats, history_db=history_db, prometheus=prometheus,
+                             options=options)
+
+
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a report is built.
+
+    A large run allocates millions of small objects that form no cycles (records, rows,
+    tuples, strings); the collector, triggered every few hundred allocations, walked
+    them over and over (a third of the parsing time of 500 hosts x 8 slots). Reference
+    counting frees them as before; cycles made meanwhile wait for the collector's return.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_report(
+    run_dir: Path,
+    *,
+    baseline: Path | None,
+    thresholds: Path | None,
+    formats: Iterable[str],
+    history_db: HistoryChoice,
+    prometheus: Path | None,
+    options: GateOptions | None,
+) -> FleetReport:
     wanted = parse_formats(formats)
     rules = load_thresholds(thresholds) if thresholds is not None else ()
     run = collect_run(Path(run_dir))
     db = history.default_history_path() if history_db is DEFAULT else history_db
 
     baseline_rows: tuple[HostRecord, ...] | None = None
+    baseline_medians: dict[Configuration, float] | None = None
     baseline_ref: BaselineRef | None = None
     if baseline is not None:
         base = collect_run(Path(baseline))
@@ -972,13 +1465,14 @@ def build_report(
     elif db is not None and db.exists():
         previous = history.previous_comparable_run(db, run)
         if previous is not None:
-            baseline_rows = tuple(history.load_rows(db, previous))
+            baseline_medians = history.fleet_medians(db, previous)
             baseline_ref = BaselineRef(run_id=previous, source=f"history {db}")
 
     analysis = analyse(
         run,
         thresholds=rules,
         baseline_rows=baseline_rows,
+        baseline_medians=baseline_medians,
         baseline=baseline_ref,
         options=options or GateOptions(),
     )

@@ -172,7 +172,7 @@ def group_by_configuration(rows: Iterable[HostRecord]) -> dict[Configuration, li
     """Rows per configuration, configurations in a stable, readable order."""
     groups: dict[Configuration, list[HostRecord]] = defaultdict(list)
     for row in rows:
-        groups[row.configuration].append(row)
+        groups[row.record.configuration].append(row)
     return {key: groups[key] for key in sorted(groups, key=_sort_key)}
 
 
@@ -181,10 +181,39 @@ def fleet_statistics(rows: Iterable[HostRecord]) -> list[ConfigurationStats]:
 
     Failed measurements (value None) are counted in ``failed`` and left out of the numbers.
     """
+    return _statistics(_groups(rows))
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One configuration's rows, their values (None = failed) and host slots, in row order."""
+
+    rows: list[HostRecord]
+    values: list[float | None]
+    members: set[tuple[str, str]]
+
+
+def _groups(rows: Iterable[HostRecord]) -> dict[Configuration, _Group]:
+    """:func:`group_by_configuration` with each group's values and host slots: one pass
+    over a large run's rows for statistics, outliers and missing results."""
+    groups: dict[Configuration, _Group] = {}
+    for row in rows:
+        record = row.record
+        configuration = record.configuration
+        group = groups.get(configuration)
+        if group is None:
+            group = groups[configuration] = _Group([], [], set())
+        group.rows.append(row)
+        group.values.append(record.value)
+        group.members.add((row.host, row.slot))
+    return {key: groups[key] for key in sorted(groups, key=_sort_key)}
+
+
+def _statistics(groups: Mapping[Configuration, _Group]) -> list[ConfigurationStats]:
     result: list[ConfigurationStats] = []
-    for configuration, group in group_by_configuration(rows).items():
-        values = [row.record.value for row in group if row.record.value is not None]
-        failed = len(group) - len(values)
+    for configuration, group in groups.items():
+        values = [value for value in group.values if value is not None]
+        failed = len(group.values) - len(values)
         unit = METRIC_UNITS[configuration[-1]]
         if not values:
             result.append(ConfigurationStats(configuration, unit, 0, failed, None, None, None,
@@ -229,24 +258,38 @@ def find_outliers(
     min_gap: float = 0.05,
 ) -> list[Outlier]:
     """Slots worse than the median by more than ``mads``·MAD·1.4826 and by ``min_gap``."""
+    return _outliers(_groups(rows), stats, mads=mads, min_gap=min_gap)
+
+
+def _outliers(
+    groups: Mapping[Configuration, _Group],
+    stats: Sequence[ConfigurationStats],
+    *,
+    mads: float,
+    min_gap: float,
+) -> list[Outlier]:
     by_configuration = {s.configuration: s for s in stats}
     outliers: list[Outlier] = []
-    for configuration, group in group_by_configuration(rows).items():
+    for configuration, group in groups.items():
         stat = by_configuration.get(configuration)
         if stat is None or stat.median is None or stat.mad is None:
             continue
         if stat.count < MIN_OUTLIER_SAMPLE:
             continue
+        median, metric = stat.median, stat.metric
         sigma = stat.mad * MAD_SCALE
-        for row in group:
-            value = row.record.value
-            if value is None:
+        limit = mads * sigma
+        rows = group.rows
+        for index, value in enumerate(group.values):
+            # Most slots are near the median: the distance test alone rules them out.
+            if value is None or not abs(value - median) > limit:
                 continue
-            gap = worse_by(value, stat.median, stat.metric)
-            distance = abs(value - stat.median)
-            if gap > min_gap and distance > mads * sigma:
+            row = rows[index]
+            gap = worse_by(value, median, metric)
+            distance = abs(value - median)
+            if gap > min_gap:
                 outliers.append(Outlier(
-                    row.host, row.slot, configuration, value, stat.median, gap,
+                    row.host, row.slot, configuration, value, median, gap,
                     distance / sigma if sigma else None,
                 ))
     return outliers
@@ -288,14 +331,23 @@ def find_missing(run: FleetRun) -> list[MissingResult]:
     """Configurations some slot measured that a slot which ran (host ok/failed:benchmark) lacks."""
     have: dict[Configuration, set[tuple[str, str]]] = defaultdict(set)
     for row in run.rows:
-        have[row.configuration].add((row.host, row.slot))
+        have[row.record.configuration].add((row.host, row.slot))
+    return _missing(run, {key: have[key] for key in sorted(have, key=_sort_key)})
+
+
+def _missing(run: FleetRun, have: Mapping[Configuration, set[tuple[str, str]]],
+             ) -> list[MissingResult]:
+    """:func:`find_missing` from the host slots of each configuration (in statistics order)."""
     slots = expected_slots(run)
+    expected = set(slots)
     missing: list[MissingResult] = []
-    for configuration in sorted(have, key=_sort_key):
+    for configuration, members in have.items():
+        if expected <= members:
+            continue  # every expected slot has it (the usual case)
         missing.extend(
             MissingResult(host, slot, configuration)
             for host, slot in slots
-            if (host, slot) not in have[configuration]
+            if (host, slot) not in members
         )
     return missing
 
@@ -512,7 +564,19 @@ def compare_with_baseline(
     tolerance: float = 0.05,
 ) -> list[Comparison]:
     """Per configuration both runs measured: regression when worse by more than ``tolerance``."""
-    base = {s.configuration: s.median for s in baseline_stats if s.median is not None}
+    return compare_with_medians(
+        stats, {s.configuration: s.median for s in baseline_stats if s.median is not None},
+        tolerance=tolerance)
+
+
+def compare_with_medians(
+    stats: Sequence[ConfigurationStats],
+    base: Mapping[Configuration, float],
+    *,
+    tolerance: float = 0.05,
+) -> list[Comparison]:
+    """:func:`compare_with_baseline` against the baseline's fleet median per configuration
+    (what the history keeps of a run)."""
     comparisons: list[Comparison] = []
     for stat in stats:
         reference = base.get(stat.configuration)
@@ -689,31 +753,41 @@ def analyse(
     *,
     thresholds: Sequence[Threshold] = (),
     baseline_rows: Iterable[HostRecord] | None = None,
+    baseline_medians: Mapping[Configuration, float] | None = None,
     baseline: BaselineRef | None = None,
     options: GateOptions | None = None,
 ) -> FleetAnalysis:
-    """Statistics, findings and the gate of ``run`` (against ``baseline_rows`` when given)."""
+    """Statistics, findings and the gate of ``run``.
+
+    Compared with a baseline when one is given: its rows (a run directory) or its fleet
+    median per configuration (a run in the history).
+    """
     options = options or GateOptions()
-    stats = fleet_statistics(run.rows)
-    outliers = find_outliers(run.rows, stats, mads=options.outlier_mads,
-                             min_gap=options.outlier_min_gap)
+    groups = _groups(run.rows)  # one pass for statistics, outliers and missing results
+    stats = _statistics(groups)
+    outliers = _outliers(groups, stats, mads=options.outlier_mads,
+                         min_gap=options.outlier_min_gap)
     violations, unmatched = check_thresholds(run.rows, stats, thresholds)
     comparisons: list[Comparison] = []
     if baseline_rows is not None:
         comparisons = compare_with_baseline(stats, fleet_statistics(baseline_rows),
                                             tolerance=options.regression_tolerance)
+    elif baseline_medians is not None:
+        comparisons = compare_with_medians(stats, baseline_medians,
+                                           tolerance=options.regression_tolerance)
     verdict = gate(run, violations, [c for c in comparisons if c.regression], outliers,
                    options.regression_tolerance, fail_on_outliers=options.fail_on_outliers)
     return FleetAnalysis(
         stats=tuple(stats),
         outliers=tuple(outliers),
-        missing=tuple(find_missing(run)),
+        missing=tuple(_missing(run, {key: group.members for key, group in groups.items()})),
         failures=tuple(failed_measurements(run.rows)),
         violations=tuple(violations),
         unmatched_thresholds=tuple(unmatched),
         thresholds=tuple(thresholds),
         comparisons=tuple(comparisons),
-        baseline=baseline if baseline_rows is not None else None,
+        baseline=baseline if baseline_rows is not None or baseline_medians is not None
+        else None,
         drift=tuple(find_drift(run)),
         problems=run.problems,
         gate=verdict,
