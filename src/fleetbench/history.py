@@ -5,10 +5,15 @@ Where it lives (:func:`default_history_path`): ``$FLEETBENCH_HISTORY``, else
 ``~/.local/state/fleetbench/history.sqlite``.
 
 Tables: ``runs`` (one row per run: id, times, model, dtype, scenario, gate verdict),
-``hosts`` (status and facts per host of a run) and ``records`` (one row per host, slot,
-configuration and metric, value null for a failed measurement). Storing a run again (a
+``hosts`` (status and facts per host of a run), ``records`` (one row per host, slot,
+configuration and metric, value null for a failed measurement) and ``medians`` (per run
+and configuration the fleet median and how many values it has). Storing a run again (a
 report rebuilt) replaces its rows in one transaction, so the database never holds a run
 twice or half.
+
+Fleet trends and the previous-run baseline read ``medians``: a few dozen rows per run
+instead of every record (256,000 for 500 hosts x 8 slots), so a nightly history does not
+make every report slower. Per-host trends read ``records``.
 
 Two runs are *comparable* when they benchmarked the same model with the same dtype and
 the same scenario selection (``all``, ``latency``…); the previous comparable run is the
@@ -22,7 +27,7 @@ import sqlite3
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +37,7 @@ from fleetbench.errors import BadInput
 from fleetbench.reports.fleet import FleetRun, HostRecord, model_name
 from fleetbench.reports.records import CONFIGURATION_KEYS, Configuration, Record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Runs shown in the HTML report's trends (the current one included).
 TREND_RUNS = 20
 
@@ -76,10 +81,27 @@ CREATE TABLE IF NOT EXISTS records (
     value           REAL,
     unit            TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS medians (
+    run_id          TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    model           TEXT NOT NULL,
+    scenario        TEXT NOT NULL,
+    tp              INTEGER NOT NULL,
+    batch_size      INTEGER,
+    num_prompts     INTEGER,
+    max_concurrency INTEGER,
+    input_len       INTEGER NOT NULL,
+    output_len      INTEGER NOT NULL,
+    dtype           TEXT NOT NULL,
+    metric          TEXT NOT NULL,
+    median          REAL,
+    count           INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS records_run ON records(run_id);
+CREATE INDEX IF NOT EXISTS medians_run ON medians(run_id);
 CREATE INDEX IF NOT EXISTS runs_comparable ON runs(model, dtype, scenario, created);
 """
 _RECORD_COLUMNS = ("run_id", "host", "slot", *CONFIGURATION_KEYS, "value", "unit")
+_MEDIAN_COLUMNS = ("run_id", *CONFIGURATION_KEYS, "median", "count")
 
 
 def default_history_path() -> Path:
@@ -114,7 +136,10 @@ def connect(db: Path, *, create: bool = True) -> Iterator[sqlite3.Connection]:
                 raise BadInput(f"{db} was written by a newer fleetbench (schema {version}) — "
                                "upgrade fleetbench or use another database")
             connection.executescript(_SCHEMA)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:
+                with connection:
+                    _migrate(connection, version)
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise BadInput(f"{db} is not a fleetbench history database ({exc}) — "
                            "pass another path (--history/--db)") from None
@@ -145,6 +170,46 @@ def store_run(db: Path, run: FleetRun, *, gate_failed: bool) -> None:
             [(run.run_id, row.host, row.slot, *row.record.configuration, row.record.value,
               row.record.unit) for row in run.rows],
         )
+        _store_medians(connection, run.run_id,
+                       ((row.record.configuration, row.record.value) for row in run.rows))
+
+
+def _store_medians(connection: sqlite3.Connection, run_id: str,
+                   values: Iterable[tuple[Configuration, float | None]]) -> None:
+    """The ``medians`` rows of one run from its (configuration, value) pairs, in first-seen
+    order of the configurations (a configuration whose values all failed: median null)."""
+    groups: dict[Configuration, list[float]] = {}
+    for configuration, value in values:
+        group = groups.setdefault(configuration, [])
+        if value is not None:
+            group.append(float(value))
+    marks = ", ".join("?" * len(_MEDIAN_COLUMNS))
+    connection.executemany(
+        f"INSERT INTO medians ({', '.join(_MEDIAN_COLUMNS)}) VALUES ({marks})",  # noqa: S608
+        [(run_id, *configuration, statistics.median(group) if group else None, len(group))
+         for configuration, group in groups.items()],
+    )
+
+
+def _migrate(connection: sqlite3.Connection, version: int) -> None:
+    """Bring a database of schema ``version`` up to :data:`SCHEMA_VERSION` (in a transaction)."""
+    if version == 1:  # version 1 had no medians: compute them once from the records
+        run_ids = [row[0] for row in connection.execute(
+            "SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM medians)")]
+        for run_id in run_ids:
+            _store_medians(connection, run_id, (
+                (tuple(row[:-1]), row[-1]) for row in connection.execute(
+                    f"SELECT {', '.join(CONFIGURATION_KEYS)}, value FROM records"  # noqa: S608
+                    " WHERE run_id = ? ORDER BY rowid", (run_id,))))
+
+
+def fleet_medians(db: Path, run_id: str) -> dict[Configuration, float]:
+    """The fleet median of every configuration a stored run measured (its baseline form)."""
+    with connect(db, create=False) as connection:
+        rows = connection.execute(
+            f"SELECT {', '.join(CONFIGURATION_KEYS)}, median FROM medians"  # noqa: S608
+            " WHERE run_id = ? AND median IS NOT NULL ORDER BY rowid", (run_id,)).fetchall()
+    return {tuple(row[:-1]): float(row[-1]) for row in rows}
 
 
 @dataclass(frozen=True)
@@ -270,21 +335,28 @@ def trends(
             (*params, limit),
         ).fetchall()
         runs = list(reversed(run_rows))
+        # Fleet medians were stored with the run; a host's median comes from its records.
+        table, value = ("records", "value") if host else ("medians", "median, count")
         record_where = ["run_id = ?"]
         extra: list[Any] = []
-        for column, value in (("host", host), ("metric", metric), ("scenario", scenario)):
-            if value:
+        for column, wanted in (("host", host), ("metric", metric), ("scenario", scenario)):
+            if wanted:
                 record_where.append(f"{column} = ?")
-                extra.append(value)
+                extra.append(wanted)
         points: list[TrendPoint] = []
         for run_id, created in runs:
-            values: dict[Configuration, list[float]] = defaultdict(list)
-            seen: dict[Configuration, None] = {}
-            for row in connection.execute(
-                f"SELECT {', '.join(CONFIGURATION_KEYS)}, value FROM records"  # noqa: S608
+            rows = connection.execute(
+                f"SELECT {', '.join(CONFIGURATION_KEYS)}, {value} FROM {table}"  # noqa: S608
                 f" WHERE {' AND '.join(record_where)} ORDER BY rowid",
                 (run_id, *extra),
-            ):
+            )
+            if not host:
+                points.extend(TrendPoint(run_id, created, tuple(row[:-2]), row[-2], row[-1])
+                              for row in rows)
+                continue
+            values: dict[Configuration, list[float]] = defaultdict(list)
+            seen: dict[Configuration, None] = {}
+            for row in rows:
                 configuration: Configuration = tuple(row[:-1])
                 seen[configuration] = None
                 if row[-1] is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -12,6 +13,7 @@ from fleetbench.cli import main
 from fleetbench.errors import BadInput
 from fleetbench.history import (
     default_history_path,
+    fleet_medians,
     list_runs,
     load_rows,
     previous_comparable_run,
@@ -111,6 +113,57 @@ def test_trends_fleet_and_host_medians(tmp_path: Path) -> None:
     assert trends(db, model="Other") == []
     with pytest.raises(BadInput, match="at least 1"):
         trends(db, limit=0)
+
+
+def _medians_from_records(db: Path, run_id: str) -> dict[tuple[object, ...], float]:
+    """What the medians table must hold, recomputed from the records the slow way."""
+    import statistics
+
+    values: dict[tuple[object, ...], list[float]] = {}
+    for row in load_rows(db, run_id):
+        if row.record.value is not None:
+            values.setdefault(row.record.configuration, []).append(row.record.value)
+    return {key: statistics.median(group) for key, group in values.items()}
+
+
+def test_fleet_trends_and_the_baseline_come_from_stored_medians(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    run = make_run(tmp_path, "20261101T040000Z-0001", 1)
+    failed = FleetRun(run.run_id, run.run_dir, run.created, run.finished, run.plan, run.hosts,
+                      tuple(dataclasses.replace(row, record=dataclasses.replace(
+                          row.record, value=None)) if row.host == "lab01" else row
+                          for row in run.rows))
+    store_run(db, failed, gate_failed=False)
+    expected = _medians_from_records(db, run.run_id)
+    assert fleet_medians(db, run.run_id) == pytest.approx(expected)
+    fleet = trends(db, limit=1)
+    assert {p.configuration: p.median for p in fleet} == pytest.approx(expected)
+    assert {p.count for p in fleet} == {4}  # lab01's 2 slots failed: 4 of 6 values
+    # Only the medians are read for the fleet: the records can go and nothing changes.
+    with sqlite3.connect(db) as connection:
+        connection.execute("DELETE FROM records")
+    assert trends(db, limit=1) == fleet
+    assert fleet_medians(db, run.run_id) == pytest.approx(expected)
+    assert trends(db, host="lab02", limit=1) == []  # a host's trend needs its records
+
+
+def test_a_version_1_database_gets_its_medians_once(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    runs = [make_run(tmp_path, f"2026110{day}T040000Z-000{day}", day, factor)
+            for day, factor in ((1, 1.0), (2, 1.5))]
+    for run in runs:
+        store_run(db, run, gate_failed=False)
+    before = trends(db, limit=5)
+    with sqlite3.connect(db) as connection:  # what fleetbench 1 left: no medians table
+        connection.execute("DROP TABLE medians")
+        connection.execute("PRAGMA user_version = 1")
+    assert trends(db, limit=5) == before
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert count(db, "medians") == len(before)
+    for run in runs:
+        assert fleet_medians(db, run.run_id) == pytest.approx(
+            _medians_from_records(db, run.run_id))
 
 
 def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
