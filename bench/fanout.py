@@ -83,6 +83,7 @@ def expect_all_ok(count: int) -> object:
 def run(lab: Lab, sizes: list[int], reps: int, machine: Machine) -> Section:
     """Measure every size; the RESULTS.md section."""
     rows = []
+    floor = ""
     for count in sizes:
         log(f"fan-out N={count}: raw true / raw playbook / fleetbench check / probe module, "
             f"{reps} rounds")
@@ -94,6 +95,18 @@ def run(lab: Lab, sizes: list[int], reps: int, machine: Machine) -> Section:
         ctrl = {k: median([s.controller_cpu for s in v]) for k, v in samples.items()}
         target = {k: median([s.target_cpu for s in v]) for k, v in samples.items()}
         ratio = wall["check"] / wall["raw"]
+        if count == GOAL_N:
+            cpu = ctrl["check"] + target["check"]
+            floor = (
+                f"Where the time goes at N={count}: check needs {cpu:.1f} CPU-s in all "
+                f"({ctrl['check']:.1f} on the controller, {target['check']:.1f} on the lab's "
+                f"hosts) against {ctrl['raw'] + target['raw']:.1f} for raw true; on "
+                f"{machine.nproc} CPUs that alone is at least {cpu / machine.nproc:.1f} s, "
+                f"{cpu / machine.nproc / wall['raw']:.1f} × the raw wall time. The one-task raw "
+                f"playbook already costs {ctrl['playbook']:.1f} controller CPU-s: Ansible "
+                "forks a worker per host and task, and check has two per host (its probe "
+                "and the role's argument validation) plus fleetbench, ansible-runner and "
+                "the inventory.")
         goal = f"≤ {GOAL} (stretch {STRETCH})" if count == GOAL_N else "(info)"
         met = verdict(ratio <= GOAL) + (" (stretch too)" if ratio <= STRETCH else "")
         rows.append((
@@ -125,6 +138,7 @@ def run(lab: Lab, sizes: list[int], reps: int, machine: Machine) -> Section:
             "controller CPU column grows with N.",
             "raw true playbook = bench/raw_true.yml through ansible-playbook: the floor of any "
             "playbook here (the SSH exec plus Ansible's per-task worker).",
+            *((floor,) if floor else ()),
             "probe as a module = `ansible all -m fleetbench_probe` (no playbook, verdict or "
             "ansible-runner, but AnsiballZ + AnsibleModule on the host): check pipes the same "
             "probe to the host's Python instead (fleetbench.remote).",
