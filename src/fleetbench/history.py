@@ -13,7 +13,10 @@ twice or half.
 
 Fleet trends and the previous-run baseline read ``medians``: a few dozen rows per run
 instead of every record (256,000 for 500 hosts x 8 slots), so a nightly history does not
-make every report slower. Per-host trends read ``records``.
+make every report slower. Per-host trends read ``records``, which hold nearly all of the
+file (about 40 MB per run of 500 hosts x 8 slots): :func:`prune_records` drops them for all
+but the newest runs of each model, dtype and scenario and keeps the rest, so fleet trends
+still span every run.
 
 Two runs are *comparable* when they benchmarked the same model with the same dtype and
 the same scenario selection (``all``, ``latency``…); the previous comparable run is the
@@ -213,6 +216,37 @@ def fleet_medians(db: Path, run_id: str) -> dict[Configuration, float]:
 
 
 @dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_records` removed."""
+
+    runs: tuple[str, ...]
+    records: int
+    bytes_before: int
+    bytes_after: int
+
+
+def prune_records(db: Path, keep: int) -> Pruned:
+    """Delete the per-host records of all but the ``keep`` newest runs of each model, dtype
+    and scenario, then compact the file. Runs, hosts and fleet medians stay: fleet trends
+    and baselines still cover every run; per-host trends only the kept ones."""
+    if keep < 1:
+        raise BadInput(f"--keep-records {keep}: keep at least 1 run's records")
+    before = Path(db).stat().st_size if Path(db).is_file() else 0
+    with connect(db, create=False) as connection:
+        with connection:
+            old = [row[0] for row in connection.execute(
+                "SELECT run_id FROM (SELECT run_id, row_number() OVER (PARTITION BY model,"
+                " dtype, scenario ORDER BY created DESC, run_id DESC) AS newer FROM runs)"
+                " WHERE newer > ? AND run_id IN (SELECT run_id FROM records)"
+                " ORDER BY run_id", (keep,))]
+            deleted = sum(connection.execute("DELETE FROM records WHERE run_id = ?",
+                                             (run_id,)).rowcount for run_id in old)
+        if deleted:
+            connection.execute("VACUUM")  # give the space back to the file system
+    return Pruned(tuple(old), deleted, before, Path(db).stat().st_size)
+
+
+@dataclass(frozen=True)
 class StoredRun:
     """One row of the ``runs`` table."""
 
@@ -240,7 +274,7 @@ def list_runs(db: Path, *, model: str | None = None) -> list[StoredRun]:
 def previous_comparable_run(db: Path, run: FleetRun | str) -> str | None:
     """The latest stored run before ``run`` with the same model, dtype and scenario.
 
-    ``run`` is a :class:`FleetRun` or the id of a stored run. Runs without any record
+    ``run`` is a :class:`FleetRun` or the id of a stored run. Runs without any result
     are no baseline and are passed over.
     """
     if not Path(db).is_file():
@@ -263,7 +297,8 @@ def previous_comparable_run(db: Path, run: FleetRun | str) -> str | None:
         found = connection.execute(
             "SELECT run_id FROM runs WHERE model = ? AND dtype = ? AND scenario = ?"
             " AND run_id != ? AND (coalesce(created, ''), run_id) < (coalesce(?, ''), ?)"
-            " AND EXISTS (SELECT 1 FROM records WHERE records.run_id = runs.run_id)"
+            " AND EXISTS (SELECT 1 FROM medians WHERE medians.run_id = runs.run_id"
+            " AND medians.median IS NOT NULL)"
             " ORDER BY created DESC, run_id DESC LIMIT 1",
             (model, dtype, scenario, run_id, created, run_id),
         ).fetchone()

@@ -16,6 +16,7 @@ from fleetbench.history import (
     TrendPoint,
     default_history_path,
     list_runs,
+    prune_records,
     trends,
 )
 from fleetbench.reports.records import METRIC_UNITS, METRICS, SCENARIOS, Configuration
@@ -42,12 +43,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--limit", type=int, default=10, metavar="N",
                         help="how many of the latest runs (default 10)")
     parser.add_argument("--json", action="store_true", help="print the trend points as JSON")
+    parser.add_argument(
+        "--keep-records", type=int, metavar="N",
+        help="instead of printing trends: delete the per-host records of all but the N newest "
+        "runs of each model/dtype/scenario and compact the database (they are most of it: "
+        "about 40 MB per run of 500 hosts x 8 slots); fleet medians, hosts and runs stay, so "
+        "fleet trends and baselines still cover every run, --host trends the kept ones")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the trends; 0 (an empty selection is not an error), 2 on a bad database."""
     db = args.db or default_history_path()
+    if args.keep_records is not None:
+        return _prune(db, args.keep_records)
     points = trends(db, model=args.model, host=args.host, metric=args.metric,
                     scenario=args.scenario, limit=args.limit)
     runs = {r.run_id: r for r in list_runs(db, model=args.model)}
@@ -65,6 +74,14 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"no stored results match in {db}", markup=False, highlight=False)
         return 0
     console.print(render_table(points, runs, args.host))
+    return 0
+
+
+def _prune(db: Path, keep: int) -> int:
+    pruned = prune_records(db, keep)
+    print(f"{db}: per-host records of {len(pruned.runs)} run(s) deleted ({pruned.records} rows), "
+          f"{pruned.bytes_before / 1e6:.1f} MB -> {pruned.bytes_after / 1e6:.1f} MB; the "
+          f"newest {keep} run(s) of each model/dtype/scenario keep theirs")
     return 0
 
 

@@ -215,3 +215,40 @@ def test_history_default_database_is_the_environment_one(
               gate_failed=False)
     assert main(["history", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["db"] == str(private_history)
+
+
+def test_pruning_keeps_the_newest_records_and_every_fleet_median(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "h.sqlite"
+    nightly = [make_run(tmp_path, f"2026110{day}T040000Z-000{day}", day, 1.0 + day / 10)
+               for day in range(1, 6)]
+    other = make_run(tmp_path, "20261101T050000Z-9999", 1, dtype="float8")
+    for run in (*nightly, other):
+        store_run(db, run, gate_failed=False)
+    fleet_before = trends(db, limit=10)
+    assert main(["history", "--db", str(db), "--keep-records", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "per-host records of 3 run(s) deleted" in said and "MB ->" in said
+    with sqlite3.connect(db) as connection:
+        kept = {row[0] for row in connection.execute("SELECT DISTINCT run_id FROM records")}
+    # The 2 newest nightly runs, and the float8 series' only run (its own newest).
+    assert kept == {nightly[3].run_id, nightly[4].run_id, other.run_id}
+    assert trends(db, limit=10) == fleet_before  # fleet medians of every run stay
+    assert {p.run_id for p in trends(db, host="lab01", limit=10)} == kept
+    assert len(list_runs(db)) == 6  # every run stays listed
+    # A pruned run is still a baseline: the previous run of the oldest kept one.
+    assert previous_comparable_run(db, nightly[3].run_id) == nightly[2].run_id
+    assert fleet_medians(db, nightly[0].run_id)
+    assert main(["history", "--db", str(db), "--keep-records", "2"]) == 0  # nothing left to do
+    assert "of 0 run(s) deleted" in capsys.readouterr().out
+
+
+def test_pruning_needs_a_database_and_a_positive_count(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "--db", str(tmp_path / "none.sqlite"), "--keep-records", "3"]) == 2
+    assert "no history database" in capsys.readouterr().err
+    db = tmp_path / "h.sqlite"
+    store_run(db, make_run(tmp_path, "20261101T040000Z-0001", 1), gate_failed=False)
+    assert main(["history", "--db", str(db), "--keep-records", "0"]) == 2
+    assert "keep at least 1" in capsys.readouterr().err
+    assert count(db, "records") > 0
