@@ -100,7 +100,7 @@ def answer(done: Mapping[str, Any], what: str, python: str) -> dict[str, Any]:
         return {"failed": True, "rc": rc,
                 "msg": f"{what} failed on the host (exit {rc}): {_last_line(stderr)}"}
     try:
-        result = json.loads(stdout)
+        result = json.loads(_json_part(stdout))
     except ValueError:
         return {"failed": True, "rc": rc,
                 "msg": f"{what} printed no result on the host: {_last_line(stdout or stderr)}"}
@@ -108,6 +108,14 @@ def answer(done: Mapping[str, Any], what: str, python: str) -> dict[str, Any]:
         return {"failed": True, "rc": rc, "msg": f"{what} printed {type(result).__name__}, "
                                                  "not a result"}
     return result
+
+
+def _json_part(stdout: str) -> str:
+    """The result without what a host's shell start-up files printed before it (the way
+    Ansible reads module output): from the last line that starts a JSON object."""
+    lines = stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("{")]
+    return "\n".join(lines[starts[-1]:]) if starts else stdout
 
 
 def _last_line(text: str) -> str:

@@ -62,6 +62,10 @@ def test_host_side_failures_become_one_clear_message(tmp_path: Path) -> None:
                            "python3")
     assert chatty["failed"] and "printed no result" in str(chatty["msg"])
     assert "Welcome to host7" in str(chatty["msg"])
+    # A login banner or `module load` chatter from the shell's start-up files comes first.
+    banner = remote.answer({"rc": 0, "stdout": 'Welcome to host7\n{not json\n{"ok": 1}',
+                            "stderr": ""}, "the probe", "python3")
+    assert banner == {"ok": 1}
 
 
 def test_interpreter_choice() -> None:
