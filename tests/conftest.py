@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 FLEETBENCH = Path(sys.executable).with_name("fleetbench")
+
+
+def module_util(name: str) -> ModuleType:
+    """``module_utils/<name>.py``, imported as ``ansible.module_utils.<name>``: the name the
+    roles' modules import it by (it runs on hosts, so it is not part of the package)."""
+    full = f"ansible.module_utils.{name}"
+    spec = importlib.util.spec_from_file_location(full, REPO / "module_utils" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,

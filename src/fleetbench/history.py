@@ -44,7 +44,20 @@ SCHEMA_VERSION = 2
 #: Runs shown in the HTML report's trends (the current one included).
 TREND_RUNS = 20
 
-_SCHEMA = """
+# The columns of a configuration (CONFIGURATION_KEYS), in records and medians alike.
+_CONFIGURATION_SQL = """
+    model           TEXT NOT NULL,
+    scenario        TEXT NOT NULL,
+    tp              INTEGER NOT NULL,
+    batch_size      INTEGER,
+    num_prompts     INTEGER,
+    max_concurrency INTEGER,
+    input_len       INTEGER NOT NULL,
+    output_len      INTEGER NOT NULL,
+    dtype           TEXT NOT NULL,
+    metric          TEXT NOT NULL"""
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
     created     TEXT,
@@ -70,32 +83,12 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS records (
     run_id          TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
     host            TEXT NOT NULL,
-    slot            TEXT NOT NULL,
-    model           TEXT NOT NULL,
-    scenario        TEXT NOT NULL,
-    tp              INTEGER NOT NULL,
-    batch_size      INTEGER,
-    num_prompts     INTEGER,
-    max_concurrency INTEGER,
-    input_len       INTEGER NOT NULL,
-    output_len      INTEGER NOT NULL,
-    dtype           TEXT NOT NULL,
-    metric          TEXT NOT NULL,
+    slot            TEXT NOT NULL,{_CONFIGURATION_SQL},
     value           REAL,
     unit            TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS medians (
-    run_id          TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
-    model           TEXT NOT NULL,
-    scenario        TEXT NOT NULL,
-    tp              INTEGER NOT NULL,
-    batch_size      INTEGER,
-    num_prompts     INTEGER,
-    max_concurrency INTEGER,
-    input_len       INTEGER NOT NULL,
-    output_len      INTEGER NOT NULL,
-    dtype           TEXT NOT NULL,
-    metric          TEXT NOT NULL,
+    run_id          TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,{_CONFIGURATION_SQL},
     median          REAL,
     count           INTEGER NOT NULL
 );

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -12,20 +11,14 @@ import pytest
 
 from fleetbench.lab import gpu
 from fleetbench.preflight import judge_probe
+from tests.conftest import module_util
 
-REPO = Path(__file__).resolve().parents[2]
 GB = 10**9
 
 
 @pytest.fixture(scope="module")
 def host_utils() -> types.ModuleType:
-    name = "ansible.module_utils.fleetbench_host"
-    spec = importlib.util.spec_from_file_location(name, REPO / "module_utils" / "fleetbench_host.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return module_util("fleetbench_host")
 
 
 def probe(host_utils: types.ModuleType, tmp_path: Path, state: gpu.GpuState,

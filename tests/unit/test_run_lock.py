@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import time
 import types
 from pathlib import Path
@@ -13,19 +11,12 @@ from pathlib import Path
 import pytest
 
 from fleetbench.preflight import judge_probe
-
-REPO = Path(__file__).resolve().parents[1].parent
+from tests.conftest import module_util
 
 
 @pytest.fixture(scope="module")
 def lock() -> types.ModuleType:
-    name = "ansible.module_utils.fleetbench_run"
-    spec = importlib.util.spec_from_file_location(name, REPO / "module_utils" / "fleetbench_run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return module_util("fleetbench_run")
 
 
 def test_one_run_at_a_time(lock: types.ModuleType, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,23 +13,16 @@ from typing import Any
 import pytest
 
 from fleetbench.lab import gpu
+from tests.conftest import module_util
 
-REPO = Path(__file__).resolve().parents[3]
 ROCM_QUERY = ("--showcomputepartition", "--showmemorypartition", "--json")
 AMD_QUERY = ("static", "--partition", "--json")
 
 
 def probe_commands(monkeypatch: pytest.MonkeyPatch) -> Any:
     """SMI_COMMANDS of module_utils/fleetbench_host.py, loaded the way Ansible names it."""
-    name = "ansible.module_utils.fleetbench_host"
-    spec = importlib.util.spec_from_file_location(
-        name, REPO / "module_utils" / "fleetbench_host.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module.SMI_COMMANDS
+    monkeypatch.delitem(sys.modules, "ansible.module_utils.fleetbench_host", raising=False)
+    return module_util("fleetbench_host").SMI_COMMANDS
 
 
 def install(host: Path, state: gpu.GpuState, python: str = sys.executable) -> Path:

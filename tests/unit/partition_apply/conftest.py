@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +12,7 @@ import pytest
 
 from fleetbench.lab import gpu, smi
 from fleetbench.partition.apply import Command, CommandRun
+from tests.conftest import module_util
 
 REPO = Path(__file__).resolve().parents[3]
 SMI_FIXTURES = REPO.parent / "shared" / "fixtures" / "smi"
@@ -66,28 +65,17 @@ def lab_runner() -> Callable[[Path], Callable[[Command], CommandRun]]:
     return runner
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def host_utils() -> ModuleType:
     """module_utils/fleetbench_host.py, importable as Ansible packs it for a module."""
-    return _load("ansible.module_utils.fleetbench_host",
-                 REPO / "module_utils" / "fleetbench_host.py")
+    return module_util("fleetbench_host")
 
 
 @pytest.fixture(scope="session")
 def probe_module(host_utils: ModuleType) -> ModuleType:
     """module_utils/fleetbench_probe.py: the probes' host code (piped or in the modules)."""
-    _load("ansible.module_utils.fleetbench_run", REPO / "module_utils" / "fleetbench_run.py")
-    return _load("ansible.module_utils.fleetbench_probe",
-                 REPO / "module_utils" / "fleetbench_probe.py")
+    module_util("fleetbench_run")
+    return module_util("fleetbench_probe")
 
 
 @pytest.fixture

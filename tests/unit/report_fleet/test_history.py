@@ -21,6 +21,7 @@ from fleetbench.history import (
     trends,
 )
 from fleetbench.reports.fleet import FleetRun, collect_run
+from fleetbench.reports.records import CONFIGURATION_KEYS
 from tests.unit.report_fleet.fleet_runs import HostSpec, write_run
 
 
@@ -45,6 +46,11 @@ def test_round_trip(tmp_path: Path) -> None:
     assert (stored.run_id, stored.model, stored.dtype, stored.scenario, stored.gate_failed) == (
         run.run_id, "Llama-3.1-8B-Instruct", "float16", "all", False)
     assert count(db, "hosts") == 3
+    with sqlite3.connect(db) as connection:  # both tables name a configuration the same way
+        for table, extra in (("records", ("value", "unit")), ("medians", ("median", "count"))):
+            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+            assert columns[-len(extra) - len(CONFIGURATION_KEYS):] == [*CONFIGURATION_KEYS,
+                                                                        *extra]
 
 
 def test_storing_a_run_again_replaces_its_rows(tmp_path: Path) -> None:
