@@ -34,7 +34,6 @@ from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
 
 MANIFEST = "manifest.json"
-STEPS = ("preflight", "image", "mad", "benchmark", "collect")
 # Logical GPUs a host is planned for before preflight confirms it: 8 MI300X in CPX.
 DEFAULT_PLANNED_GPUS = 64
 
