@@ -461,7 +461,7 @@ def heat_map(report: FleetReport) -> HeatMap:
                 continue
             value = values[key]
             if value is None:
-                cells.append(HeatCell(x, y, "#424242", f"{name}: failed measurement", "x"))
+                cells.append(HeatCell(x, y, "#424242", f"{name}: failed measurement", "×"))
                 continue
             gap = worse_by(value, stat.median, stat.metric) if stat.median else 0.0
             mark = "!" if key in outliers else ""
@@ -755,10 +755,10 @@ def _heat_cell(x: int, y: int, name: str, cell: _HostCell | None,
         return HeatCell(x, y, "#ffffff", f"{name}: no result", "–")
     findings = _findings_text(cell)
     if not cell.values:
-        return HeatCell(x, y, "#424242", f"{name}: failed measurement ({findings})", "x")
+        return HeatCell(x, y, "#424242", f"{name}: failed measurement ({findings})", "×")
     value = cell.median or 0.0
     gap = worse_by(value, stat.median, stat.metric) if stat.median else 0.0
-    mark = "!" if cell.outliers else "x" if cell.failed else "–" if cell.missing else ""
+    mark = "!" if cell.outliers else "×" if cell.failed else "–" if cell.missing else ""
     return HeatCell(
         x, y, heat_colour(gap),
         f"{name}: median of {_plural(len(cell.values), 'slot')} {format_number(value)} "

@@ -54,6 +54,10 @@ def test_outputs_and_canonical_csv(tmp_path: Path) -> None:
     failed = [r for r in body if r["finding"] == "failed"]
     assert [(r["host"], r["slot"], r["metric"], r["value"]) for r in failed] == [
         ("lab02", "slot0", "itl_median", "")]
+    # The heat map marks the failed cell with the legend's ×, drawn light on its dark fill.
+    page = (folder / "index.html").read_text()
+    assert page.count('class="mark light">×</text>') == 1
+    assert 'class="mark">x</text>' not in page
     first = body[0]
     assert (first["host"], first["slot"], first["scenario"], first["metric"]) == (
         "lab01", "slot0", "latency", "latency")
