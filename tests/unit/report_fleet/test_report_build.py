@@ -54,7 +54,7 @@ def test_outputs_and_canonical_csv(tmp_path: Path) -> None:
     failed = [r for r in body if r["finding"] == "failed"]
     assert [(r["host"], r["slot"], r["metric"], r["value"]) for r in failed] == [
         ("lab02", "slot0", "itl_median", "")]
-    # The heat map marks the failed cell with the legend's ×, drawn light on its dark fill.
+    # The heat map marks the failed cell with the legend's multiplication sign, drawn light on its dark fill.
     page = (folder / "index.html").read_text()
     assert page.count('class="mark light">×</text>') == 1
     assert 'class="mark">x</text>' not in page
