@@ -25,7 +25,6 @@ from fleetbench.errors import BadInput
 from fleetbench.reports.parse import (
     WIDE_FORMATS,
     MalformedReport,
-    detect_format,
     slot_reports,
 )
 from fleetbench.reports.records import Configuration, Record, latest_per_configuration
@@ -288,18 +287,12 @@ def _host_records(host: str, host_dir: Path) -> tuple[list[HostRecord], list[Rea
     return rows, problems
 
 
-def slot_records(parsed: Sequence[tuple[Path, list[Record]]]) -> list[Record]:
-    """One slot's records from its parsed files: summary reports first, perf files as fallback.
+def _choose_records(parsed: Sequence[tuple[str, list[Record]]]) -> list[Record]:
+    """One slot's records from its parsed files (format, records): summary reports first,
+    perf files as fallback.
 
     Keeps the last row of each configuration (MAD appends re-runs to the same file).
     """
-    return _choose_records(
-        [(detect_format(path.read_text(encoding="utf-8-sig")), records)
-         for path, records in parsed])
-
-
-def _choose_records(parsed: Sequence[tuple[str, list[Record]]]) -> list[Record]:
-    """:func:`slot_records` of files whose format is known (no second read)."""
     wide: list[Record] = []
     other: list[Record] = []
     for fmt, records in parsed:

@@ -209,7 +209,7 @@ def slot_reports(root: Path) -> list[tuple[str, list[Record]]]:
     (``perf_<name>.csv`` and the like) whose scenario a summary-report or per-benchmark
     CSV (:data:`WIDE_FORMATS`) of the folder covers are left out: they measure the same
     thing again and a slot keeps the summary's (see
-    :func:`fleetbench.reports.fleet.slot_records`). Every row of every file is still read
+    :func:`fleetbench.reports.fleet.collect_run`). Every row of every file is still read
     and checked, so a damaged file raises exactly as with :func:`parse_tree_formats`.
     """
     return [(fmt, records)
