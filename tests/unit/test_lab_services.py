@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,57 @@ def test_bench_settings_are_validated() -> None:
         fleet._bench_settings({"factor": "0"}, {})
     assert fleet._bench_settings({"bench": "hang", "factor": "0.8"}, {"host": "lab01"}) == {
         "host": "lab01", "mode": "hang", "factor": "0.8"}
+
+
+def test_stopping_a_service_leaves_no_process_it_forks_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like sshd taking a connection (an ssh client retrying at once) while it is stopped:
+    the listener forks a child in a session of its own right after the stop has listed the
+    processes below it. That child must not outlive the stop."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "def fork(*_):\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " start_new_session=True)\n"
+        f"    open({str(pids)!r}, 'a').write(f'{{child.pid}}\\n')\n"
+        "signal.signal(signal.SIGUSR1, fork)\n"
+        "fork()\n"
+        "while True:\n"
+        "    time.sleep(0.01)\n"
+    )
+    listener = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+
+    def forked() -> list[int]:
+        return [int(p) for p in pids.read_text().split()] if pids.exists() else []
+
+    listed = services.descendants
+
+    def list_then_connect(pid: int) -> list[int]:
+        found = listed(pid)
+        if pid == listener.pid and len(forked()) == 1:
+            os.kill(pid, signal.SIGUSR1)  # a new connection right after the listing
+            deadline = time.monotonic() + 1  # a frozen listener forks nothing
+            while len(forked()) == 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return found
+
+    try:
+        while not forked():
+            time.sleep(0.01)
+        monkeypatch.setattr(services, "descendants", list_then_connect)
+        services.stop_process(listener.pid)
+        listener.wait(timeout=10)
+        time.sleep(0.2)
+        assert [pid for pid in forked() if services.pid_alive(pid)] == []
+    finally:
+        listener.kill()
+        for pid in forked():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

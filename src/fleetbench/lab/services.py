@@ -122,12 +122,30 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _freeze_tree(pid: int) -> list[int]:
+    """SIGSTOP ``pid`` and every process below it, until no new one appears; the frozen
+    descendants. A frozen sshd accepts and forks nothing, so no connection made while it
+    is being stopped (an ssh client retrying at once) can outlive it."""
+    os.kill(pid, signal.SIGSTOP)
+    frozen: list[int] = []
+    while new := [child for child in descendants(pid) if child not in frozen]:
+        for child in new:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGSTOP)
+        frozen.extend(new)
+    return frozen
+
+
 def stop_process(pid: int | None, timeout: float = 10.0) -> None:
     """Stop ``pid`` and everything below it: SIGTERM, then SIGKILL after ``timeout``."""
     if not pid_alive(pid):
         return
     assert pid is not None
-    for child in descendants(pid):
+    try:
+        children = _freeze_tree(pid)
+    except ProcessLookupError:
+        return
+    for child in children:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
     try:
@@ -137,6 +155,8 @@ def stop_process(pid: int | None, timeout: float = 10.0) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)  # a stopped process only acts on SIGTERM once continued
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):
