@@ -55,7 +55,16 @@ class TaskResult:
 
     @property
     def message(self) -> str:
-        """The task's message, the way Ansible would show it."""
+        """The task's message, the way Ansible would show it.
+
+        For a loop, the first failed or unreachable item's: the loop's own msg says only
+        "All items completed".
+        """
+        for item in self.result.get("results") or ():
+            if isinstance(item, dict) and (item.get("failed") or item.get("unreachable")):
+                text = item.get("msg") or item.get("stderr")
+                if text:
+                    return str(text).strip()
         msg = self.result.get("msg") or self.result.get("stderr") or ""
         return str(msg).strip()
 

@@ -109,6 +109,18 @@ def test_cleanup_playbook_only_for_hosts_collect_did_not_clean() -> None:
     assert cleanup_status((_r("cleanup", "fleetbench_cleanup", "ok", {}),)) == "ok"
 
 
+def test_a_loop_reports_the_item_that_failed() -> None:
+    looped = _r("benchmark", "community.docker.docker_container", "unreachable", {
+        "msg": "All items completed",
+        "results": [{"item": "slot0", "changed": True},
+                    {"item": "slot1", "unreachable": True,
+                     "msg": "ssh: connect to host 127.0.2.13 port 2222: Connection refused"}]})
+    assert looped.message == "ssh: connect to host 127.0.2.13 port 2222: Connection refused"
+    outcome = host_outcome("h", (looped,), False)
+    assert (outcome.status, outcome.reason) == ("unreachable", looped.message)
+    assert _r("x", "y", "failed", {"msg": "plain", "results": [{"ok": 1}]}).message == "plain"
+
+
 def test_drift_between_hosts() -> None:
     assert not drifted({"a": "sha256:1", "b": "sha256:1", "c": None})
     assert drifted({"a": "sha256:1", "b": "sha256:2"})
