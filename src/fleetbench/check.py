@@ -6,9 +6,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetbench import roleargs
 from fleetbench.inventory import Fleet
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 
+PLAYBOOK = "check"
 PROBE_ACTION = "fleetbench_probe"
 DEFAULT_MAX_FORKS = 100
 
@@ -97,9 +99,16 @@ def check_fleet(
     *,
     forks: int | None = None,
     on_host: Callable[[HostCheck], None] | None = None,
+    arguments_checked: bool = False,
 ) -> CheckReport:
     """Check every host of ``fleet`` (see :func:`fleetbench.inventory.load_fleet`);
-    never raises for a host."""
+    never raises for a host.
+
+    BadInput (nothing started) when a host's variables fail the preflight role's argument
+    spec, unless the caller already ran :func:`validate_inputs` (``arguments_checked``).
+    """
+    if not arguments_checked:
+        validate_inputs(fleet)
 
     def on_result(result: TaskResult) -> None:
         is_final = result.action == PROBE_ACTION or result.outcome == "unreachable"
@@ -108,6 +117,11 @@ def check_fleet(
 
     # Probes are independent and light: one fork per host, up to a bound for the controller.
     forks = forks or min(len(fleet.hosts), DEFAULT_MAX_FORKS)
-    run = run_playbook("check", fleet.inventory, limit=fleet.limit, forks=forks,
-                       on_result=on_result)
+    run = run_playbook(PLAYBOOK, fleet.inventory, limit=fleet.limit, forks=forks,
+                       on_result=on_result, arguments_checked=True)
     return report_from_run(fleet.hosts, run)
+
+
+def validate_inputs(fleet: Fleet) -> None:
+    """BadInput when a host's variables fail the argument spec of check.yml's roles."""
+    roleargs.validate([PLAYBOOK], fleet.host_vars)

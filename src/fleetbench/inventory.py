@@ -28,6 +28,11 @@ class Fleet:
     planned_gpus: Mapping[str, int] = field(default_factory=dict)
     # Memory of one logical GPU in that mode (MI300X: 192 GB split by the compute mode).
     planned_partition_bytes: Mapping[str, int] = field(default_factory=dict)
+    # Each selected host's inventory variables as Ansible resolves them (group_vars,
+    # host_vars, magic variables): what the roles' arguments are checked on
+    # (fleetbench.roleargs) before a playbook starts.
+    host_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
 
 def load_fleet(inventory: Path, limit: str | None = None) -> Fleet:
@@ -77,13 +82,12 @@ def load_fleet(inventory: Path, limit: str | None = None) -> Fleet:
             f"{', '.join(everything[:10])}{' …' if len(everything) > 10 else ''}"
         )
     variables = VariableManager(loader=loader, inventory=manager)
-    planned = {
-        name: planned_partitions(variables.get_vars(host=manager.get_host(name)))
-        for name in selected
-    }
+    host_vars = {name: variables.get_vars(host=manager.get_host(name)) for name in selected}
+    planned = {name: planned_partitions(host_vars[name]) for name in selected}
     return Fleet(inventory=path.resolve(), limit=limit, hosts=tuple(selected),
                  planned_gpus={h: p[0] for h, p in planned.items()},
-                 planned_partition_bytes={h: p[1] for h, p in planned.items()})
+                 planned_partition_bytes={h: p[1] for h, p in planned.items()},
+                 host_vars=host_vars)
 
 
 MI300X_MEMORY_BYTES = 192 * 10**9

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbench import __version__
+from fleetbench import __version__, roleargs
 from fleetbench.errors import BadInput
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
@@ -36,6 +36,8 @@ from fleetbench.secrets import Secret
 MANIFEST = "manifest.json"
 # Logical GPUs a host is planned for before preflight confirms it: 8 MI300X in CPX.
 DEFAULT_PLANNED_GPUS = 64
+# What a run starts: run.yml, then cleanup.yml on the hosts collect did not clean up.
+PLAYBOOKS = ("run", "cleanup")
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,13 @@ def prepare(
         overrides={k: v for k, v in {"image": image, "mad_repo": mad_repo, "mad_ref": mad_ref,
                                      "mad_sync": str(mad_sync or "")}.items() if v},
     )
+    # The roles' arguments, checked for every host with the values the run will give them
+    # (its id and folder are not known yet: stand-ins of the same type).
+    slots_by_host = {h: [s.to_dict() for s in assign_slots(
+        fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), gpus,
+        slots if slots == "auto" else int(slots))] for h in fleet.hosts}
+    roleargs.validate(PLAYBOOKS, fleet.host_vars,
+                      _extravars(plan, "run-id", slots_by_host, Path(runs_dir).resolve()))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=Path(runs_dir), token=token,
                       mad_snapshot=snapshot)
 
@@ -340,6 +349,7 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
             run = run_playbook(
                 "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
                 on_result=on_result, on_task_start=on_step, cancel=cancel,
+                arguments_checked=True,  # by prepare()
             )
         finally:
             # collect cleaned up the hosts it reached; the rest (failed earlier, unreachable,
@@ -347,7 +357,7 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
             rest = [h for h in hosts if run is None or not cleaned_by_collect(run.for_host(h))]
             cleanup = run_playbook("cleanup", request.fleet.inventory, limit=",".join(rest),
                                    extravars={"fleetbench_run_id": run_id},
-                                   forks=len(rest)) if rest else None
+                                   forks=len(rest), arguments_checked=True) if rest else None
     return run, cleanup
 
 

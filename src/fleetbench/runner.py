@@ -23,6 +23,7 @@ import ansible_runner
 
 from fleetbench.errors import RunnerError
 from fleetbench.resources import ansible_config, module_utils_path, playbook_path, roles_path
+from fleetbench.roleargs import SKIP_VALIDATION_TAGS
 
 # Runner event names → the host outcome they report.
 _OUTCOMES = {
@@ -114,12 +115,15 @@ def run_playbook(
     keep_private_dir: bool = False,
     timeout: int | None = None,
     cancel: Callable[[], bool] | None = None,
+    arguments_checked: bool = False,
 ) -> PlaybookRun:
     """Run ``playbooks/<playbook>.yml`` against ``inventory``.
 
     ``on_result`` is called for every per-host task result as it happens (for progress);
     ``on_task_start(host, task)`` when a host starts a task. Host failures are results,
     not exceptions; RunnerError means Ansible itself could not run.
+    ``arguments_checked``: the caller checked the roles' arguments for every host
+    (:func:`fleetbench.roleargs.validate`), so Ansible's per-host check task is skipped.
     """
     private_dir = Path(tempfile.mkdtemp(prefix="fleetbench-runner-"))
     private_dir.chmod(0o700)
@@ -149,6 +153,7 @@ def run_playbook(
             limit=limit,
             extravars=dict(extravars or {}),
             forks=forks,
+            skip_tags=SKIP_VALIDATION_TAGS if arguments_checked else None,
             envvars={
                 "ANSIBLE_CONFIG": str(ansible_config()),
                 "ANSIBLE_ROLES_PATH": str(roles_path()),

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fleetbench.check import CheckReport, HostCheck, check_fleet
+from fleetbench.check import CheckReport, HostCheck, check_fleet, validate_inputs
 from fleetbench.progress import FleetProgress
 
 
@@ -61,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
     from fleetbench.inventory import load_fleet
 
     fleet = load_fleet(args.inventory, args.limit)  # bad input fails here, before any SSH
+    validate_inputs(fleet)
     with FleetProgress(len(fleet.hosts), "check", console) as progress:
         report = check_fleet(
             fleet,
             forks=args.forks,
+            arguments_checked=True,
             on_host=lambda h: progress.host_done(h.name, h.status, "; ".join(h.problems)),
         )
     if args.json:

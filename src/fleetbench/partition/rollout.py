@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetbench import roleargs
 from fleetbench.errors import BadInput
 from fleetbench.inventory import Fleet
 from fleetbench.partition.verdict import ExpectedPartition
@@ -182,9 +183,8 @@ def host_apply(name: str, results: Sequence[TaskResult], stopped: bool) -> HostA
         return host("unreachable", unreachable[-1].message or "unreachable")
     other = [r for r in results if r.outcome == "failed"
              and r.action not in (PROBE_ACTION, APPLY_ACTION)]
-    if other:  # e.g. the role's argument validation
-        step = "arguments" if other[0].action.endswith("validate_argument_spec") else "task"
-        return host(f"failed:{step}", other[0].message)
+    if other:  # a task of the role other than the probe and the apply
+        return host("failed:task", other[0].message)
     if before is None:
         if stopped:
             return host("skipped:roll-stopped",
@@ -231,7 +231,8 @@ def apply_partitions(
     """Set ``target`` on every host of ``fleet``, batch by batch.
 
     Nothing is confirmed here: the caller asks the admin first. BadInput (nothing started)
-    for a bad serial; host failures are results.
+    for a bad serial or a host variable that fails the partition role's argument spec;
+    host failures are results.
     """
     serial = parse_serial(serial)
     seen: dict[str, list[TaskResult]] = {}
@@ -251,17 +252,20 @@ def apply_partitions(
             finished.add(result.host)
             on_host(host_apply(result.host, seen[result.host], stopped=False))
 
+    extravars = {
+        "partition_compute": target.compute,
+        "partition_memory": target.memory,
+        "partition_logical_per_physical": target.logical_per_physical or 0,
+        "partition_missing_partition_is_error": target.missing_partition_is_error,
+        "partition_serial": serial,
+    }
+    roleargs.validate([PLAYBOOK], fleet.host_vars, extravars)
     run = run_playbook(
         PLAYBOOK,
         fleet.inventory,
         limit=fleet.limit,
-        extravars={
-            "partition_compute": target.compute,
-            "partition_memory": target.memory,
-            "partition_logical_per_physical": target.logical_per_physical or 0,
-            "partition_missing_partition_is_error": target.missing_partition_is_error,
-            "partition_serial": serial,
-        },
+        extravars=extravars,
+        arguments_checked=True,
         forks=min(batch_size(serial, len(fleet.hosts)), MAX_FORKS),
         on_result=on_result,
         on_task_start=on_step,
