@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import functools
 import gc
 import io
 import json
@@ -43,6 +44,7 @@ import markupsafe
 
 from fleetbench import __version__, history
 from fleetbench.errors import BadInput
+from fleetbench.forked import Forked
 from fleetbench.history import TrendPoint
 from fleetbench.reports.fleet import FleetRun, HostRecord, collect_run
 from fleetbench.reports.records import METRIC_UNITS, Configuration
@@ -1245,9 +1247,12 @@ def _csv_number(value: float | int | None) -> str:
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
-def write_outputs(report: FleetReport, folder: Path, formats: Iterable[str]) -> dict[str, Path]:
-    """Write the asked formats into ``folder``; returns format → path."""
+def write_outputs(report: FleetReport, folder: Path, formats: Iterable[str], *,
+                  only: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write the asked formats into ``folder`` (``only`` those of them, when given: the page
+    still links all of them); returns format → path."""
     formats = tuple(formats)
+    chosen = formats if only is None else tuple(f for f in formats if f in set(only))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -1260,7 +1265,7 @@ def write_outputs(report: FleetReport, folder: Path, formats: Iterable[str]) -> 
         "md": lambda: render_markdown(report),
     }
     written: dict[str, Path] = {}
-    for name in formats:
+    for name in chosen:
         path = folder / OUTPUT_FILES[name]
         _write_atomically(path, writers[name]())
         written[name] = path
@@ -1440,6 +1445,22 @@ def _cycle_collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+#: Written after the run is in the history: the page shows the trends.
+PAGE_FORMATS = ("html",)
+
+
+def _store_and_write_page(report: FleetReport, folder: Path, formats: Sequence[str]) -> None:
+    """Store ``report``'s run in its history (if any), then write the page (when one of
+    ``formats``) with the trends."""
+    db = report.history_db
+    if db is not None:
+        history.store_run(db, report.run, gate_failed=report.analysis.gate.failed)
+        trends = tuple(history.trends(db, comparable_to=report.run, limit=history.TREND_RUNS))
+        report = FleetReport(run=report.run, analysis=report.analysis, trends=trends,
+                             history_db=db)
+    write_outputs(report, folder, formats, only=PAGE_FORMATS)
+
+
 def _build_report(
     run_dir: Path,
     *,
@@ -1476,13 +1497,19 @@ def _build_report(
         baseline=baseline_ref,
         options=options or GateOptions(),
     )
+    folder = run.run_dir / REPORT_DIR
+    report = FleetReport(run=run, analysis=analysis, history_db=db)
+    # The history and the page (whose sparklines read the history) are done in a child
+    # process, on the other core, while this one writes the other files.
+    with Forked(functools.partial(_store_and_write_page, report, folder, wanted),
+                "storing the run in the history and writing the page"):
+        outputs = write_outputs(report, folder, wanted,
+                                only=[f for f in wanted if f not in PAGE_FORMATS])
+    outputs = {name: folder / OUTPUT_FILES[name] for name in wanted}
     trends: tuple[TrendPoint, ...] = ()
     if db is not None:
-        history.store_run(db, run, gate_failed=analysis.gate.failed)
         trends = tuple(history.trends(db, comparable_to=run, limit=history.TREND_RUNS))
-
-    report = FleetReport(run=run, analysis=analysis, trends=trends, history_db=db)
-    outputs = write_outputs(report, run.run_dir / REPORT_DIR, wanted)
+        report = FleetReport(run=run, analysis=analysis, trends=trends, history_db=db)
     if prometheus is not None:
         write_prometheus(report, Path(prometheus))
         outputs = {**outputs, "prometheus": Path(prometheus)}
