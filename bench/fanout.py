@@ -104,9 +104,11 @@ def run(lab: Lab, sizes: list[int], reps: int, machine: Machine) -> Section:
                 f"{machine.nproc} CPUs that alone is at least {cpu / machine.nproc:.1f} s, "
                 f"{cpu / machine.nproc / wall['raw']:.1f} × the raw wall time. The one-task raw "
                 f"playbook already costs {ctrl['playbook']:.1f} controller CPU-s: Ansible "
-                "forks a worker per host and task, and check has two per host (its probe "
-                "and the role's argument validation) plus fleetbench, ansible-runner and "
-                "the inventory.")
+                "forks a worker per host and task. check has one per host too (its probe; "
+                "the role's arguments are checked once, in fleetbench), plus fleetbench, "
+                "ansible-runner, the inventory, the probe's templated arguments and its "
+                "verdict; on the hosts' side, the probe's Python and its commands "
+                "(docker version, amd-smi, rocm-smi).")
         goal = f"≤ {GOAL} (stretch {STRETCH})" if count == GOAL_N else "(info)"
         met = verdict(ratio <= GOAL) + (" (stretch too)" if ratio <= STRETCH else "")
         rows.append((
