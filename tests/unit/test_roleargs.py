@@ -143,6 +143,25 @@ def test_run_exits_2_and_creates_no_run_directory(tmp_path: Path,
     assert not runs.exists()
 
 
+def test_partition_apply_checks_before_asking_to_confirm(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inv = _inventory(tmp_path, {**GOOD, "fleetbench_become": "sometimes"})
+    # No --yes and no terminal: had it got to the question, it would say "not confirmed".
+    assert main(["partition", "apply", "-i", str(inv), "--compute", "CPX",
+                 "--memory", "NPS4"]) == 2
+    err = capsys.readouterr().err
+    assert "partition_become (from fleetbench_become)" in err and "not confirmed" not in err
+
+
+def test_partition_show_exits_2_before_starting_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inv = _inventory(tmp_path, {**GOOD, "fleetbench_missing_partition_is_error": "sometimes"})
+    assert main(["partition", "show", "-i", str(inv)]) == 2
+    err = capsys.readouterr().err
+    assert "preflight_missing_partition_is_error (from fleetbench_missing_partition_is_error)" \
+        in err
+
+
 # --- the controller's verdict is Ansible's verdict -------------------------------------
 
 def _ansible_verdicts(inventory: Path, playbook: str) -> dict[str, bool]:

@@ -158,11 +158,13 @@ def render_show(report: PartitionShow) -> Group:
 
 def run_show(args: argparse.Namespace) -> int:
     """Show every host's partition; 0 when all match their expected mode, 1 otherwise."""
+    from fleetbench.check import validate_inputs
     from fleetbench.inventory import load_fleet
     from fleetbench.partition.show import show_partitions
     from fleetbench.progress import FleetProgress
 
     fleet = load_fleet(args.inventory, args.limit)  # bad input fails here, before any SSH
+    validate_inputs(fleet)
     with FleetProgress(len(fleet.hosts), "partition show", Console(stderr=True)) as progress:
         report = show_partitions(
             fleet, forks=args.forks,
@@ -273,7 +275,7 @@ def confirm_apply(hosts: int, label: str, serial: object, assume_yes: bool) -> N
 def run_apply(args: argparse.Namespace) -> int:
     """Set the partition on the fleet; 0 when every host ends with it, 1 otherwise."""
     from fleetbench.inventory import load_fleet
-    from fleetbench.partition.rollout import apply_partitions, parse_serial
+    from fleetbench.partition.rollout import apply_partitions, parse_serial, validate_inputs
     from fleetbench.partition.verdict import ExpectedPartition
     from fleetbench.progress import FleetProgress
 
@@ -281,6 +283,7 @@ def run_apply(args: argparse.Namespace) -> int:
     target = ExpectedPartition(args.compute, args.memory)
     serial = parse_serial(args.serial)
     fleet = load_fleet(args.inventory, args.limit)
+    validate_inputs(fleet, target, serial)
     console = Console(stderr=True)
     if target.caution:
         console.print(f"[yellow]warning:[/] {target.caution}", highlight=False)

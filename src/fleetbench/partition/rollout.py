@@ -252,22 +252,31 @@ def apply_partitions(
             finished.add(result.host)
             on_host(host_apply(result.host, seen[result.host], stopped=False))
 
-    extravars = {
-        "partition_compute": target.compute,
-        "partition_memory": target.memory,
-        "partition_logical_per_physical": target.logical_per_physical or 0,
-        "partition_missing_partition_is_error": target.missing_partition_is_error,
-        "partition_serial": serial,
-    }
-    roleargs.validate([PLAYBOOK], fleet.host_vars, extravars)
+    validate_inputs(fleet, target, serial)
     run = run_playbook(
         PLAYBOOK,
         fleet.inventory,
         limit=fleet.limit,
-        extravars=extravars,
+        extravars=_extravars(target, serial),
         arguments_checked=True,
         forks=min(batch_size(serial, len(fleet.hosts)), MAX_FORKS),
         on_result=on_result,
         on_task_start=on_step,
     )
     return report_from_run(fleet.hosts, target, serial, run)
+
+
+def validate_inputs(fleet: Fleet, target: ExpectedPartition, serial: Serial) -> None:
+    """BadInput when a host's variables fail the partition role's argument spec with the
+    values an apply of ``target`` gives it (the command checks before it asks to confirm)."""
+    roleargs.validate([PLAYBOOK], fleet.host_vars, _extravars(target, serial))
+
+
+def _extravars(target: ExpectedPartition, serial: Serial) -> dict[str, Any]:
+    return {
+        "partition_compute": target.compute,
+        "partition_memory": target.memory,
+        "partition_logical_per_physical": target.logical_per_physical or 0,
+        "partition_missing_partition_is_error": target.missing_partition_is_error,
+        "partition_serial": serial,
+    }
