@@ -58,7 +58,7 @@ def test_an_exception_that_cannot_travel_keeps_its_type_and_text() -> None:
 
 
 def test_a_killed_child_is_named() -> None:
-    with pytest.raises(ChildFailed, match="storing ended without a result .signal SIGKILL."):
+    with pytest.raises(ChildFailed, match=r"storing ended without a result \(signal SIGKILL\)"):
         Forked(lambda: os.kill(os.getpid(), signal.SIGKILL), "storing").wait()
 
 
