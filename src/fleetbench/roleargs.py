@@ -33,8 +33,8 @@ from fleetbench.errors import BadInput
 from fleetbench.resources import playbook_path, roles_path
 
 #: What fleetbench's runs skip once this module has checked the arguments: the tag Ansible
-#: gives its argument-check task (no task of fleetbench's roles carries it; a contract test
-#: keeps it that way).
+#: gives its argument-check task. Its implicit ``flush_handlers`` tasks carry it too, so the
+#: roles use no handlers, and no task of theirs is tagged ``always`` (a test keeps both so).
 SKIP_VALIDATION_TAGS = "always"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MISSING = object()

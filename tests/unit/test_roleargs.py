@@ -218,11 +218,25 @@ def _tagged_always(node: object) -> bool:
     return False
 
 
-def test_no_task_of_ours_is_tagged_always() -> None:
+def _mentions(node: object, key: str) -> bool:
+    if isinstance(node, dict):
+        return key in node or any(_mentions(v, key) for v in node.values())
+    if isinstance(node, list):
+        return any(_mentions(v, key) for v in node)
+    return False
+
+
+def test_no_task_of_ours_is_tagged_always_and_no_handler_waits_for_a_flush() -> None:
+    """``--skip-tags always`` also skips Ansible's implicit ``flush_handlers`` tasks (tagged
+    ``always`` too), so fleetbench's roles must not rely on handlers either."""
     files = [*(REPO / "playbooks").glob("*.yml"), *(REPO / "roles").glob("*/tasks/*.yml")]
     assert files
-    tagged = [f.name for f in files if _tagged_always(yaml.safe_load(f.read_text()))]
-    assert roleargs.SKIP_VALIDATION_TAGS == "always" and tagged == []
+    loaded = {f: yaml.safe_load(f.read_text()) for f in files}
+    assert roleargs.SKIP_VALIDATION_TAGS == "always"
+    assert [f.name for f, data in loaded.items() if _tagged_always(data)] == []
+    assert [f.name for f, data in loaded.items()
+            if _mentions(data, "notify") or _mentions(data, "handlers")] == []
+    assert list((REPO / "roles").glob("*/handlers")) == []
 
 
 @pytest.mark.parametrize("checked", [True, False])
