@@ -167,7 +167,7 @@ def run_show(args: argparse.Namespace) -> int:
     validate_inputs(fleet)
     with FleetProgress(len(fleet.hosts), "partition show", Console(stderr=True)) as progress:
         report = show_partitions(
-            fleet, forks=args.forks,
+            fleet, forks=args.forks, arguments_checked=True,
             on_host=lambda h: progress.host_done(h.name, h.status, h.partition),
         )
     if args.json:
@@ -290,7 +290,7 @@ def run_apply(args: argparse.Namespace) -> int:
     confirm_apply(len(fleet.hosts), target.label, serial, args.yes)
     with FleetProgress(len(fleet.hosts), "partition apply", console) as progress:
         report = apply_partitions(
-            fleet, target, serial=serial,
+            fleet, target, serial=serial, arguments_checked=True,
             on_host=lambda h: progress.host_done(h.name, h.status, "; ".join(h.problems)),
             on_step=progress.step,
         )

@@ -227,12 +227,14 @@ def apply_partitions(
     serial: Serial = 1,
     on_host: Callable[[HostApply], None] | None = None,
     on_step: Callable[[str, str], None] | None = None,
+    arguments_checked: bool = False,
 ) -> ApplyReport:
     """Set ``target`` on every host of ``fleet``, batch by batch.
 
     Nothing is confirmed here: the caller asks the admin first. BadInput (nothing started)
-    for a bad serial or a host variable that fails the partition role's argument spec;
-    host failures are results.
+    for a bad serial or a host variable that fails the partition role's argument spec,
+    unless the caller already ran :func:`validate_inputs` (``arguments_checked``); host
+    failures are results.
     """
     serial = parse_serial(serial)
     seen: dict[str, list[TaskResult]] = {}
@@ -252,7 +254,8 @@ def apply_partitions(
             finished.add(result.host)
             on_host(host_apply(result.host, seen[result.host], stopped=False))
 
-    validate_inputs(fleet, target, serial)
+    if not arguments_checked:
+        validate_inputs(fleet, target, serial)
     run = run_playbook(
         PLAYBOOK,
         fleet.inventory,

@@ -177,11 +177,14 @@ def show_partitions(
     *,
     forks: int | None = None,
     on_host: Callable[[HostPartition], None] | None = None,
+    arguments_checked: bool = False,
 ) -> PartitionShow:
-    """Probe every host of ``fleet`` and report its partition."""
+    """Probe every host of ``fleet`` and report its partition (``arguments_checked``: see
+    :func:`fleetbench.check.check_fleet`)."""
 
     def on_check(check: HostCheck) -> None:
         if on_host is not None:
             on_host(host_partition(check))
 
-    return show_report(check_fleet(fleet, forks=forks, on_host=on_check))
+    return show_report(check_fleet(fleet, forks=forks, on_host=on_check,
+                                   arguments_checked=arguments_checked))
