@@ -219,10 +219,12 @@ def prepare(
             "--hf-token-file FILE (a token with access to the model)"
         )
     fleet = load_fleet(inventory, limit)
+    slots_for: dict[int, list[dict[str, Any]]] = {}  # logical GPUs of a host -> its slots
     for logical in sorted(set(fleet.planned_gpus.values())):
         hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
         try:
-            assign_slots(logical, gpus, slots if slots == "auto" else int(slots))
+            slots_for[logical] = [s.to_dict() for s in assign_slots(
+                logical, gpus, slots if slots == "auto" else int(slots))]
         except BadInput as exc:
             raise BadInput(f"{exc} (hosts {', '.join(hosts[:5])}"
                            f"{' …' if len(hosts) > 5 else ''})") from None
@@ -239,9 +241,7 @@ def prepare(
     )
     # The roles' arguments, checked for every host with the values the run will give them
     # (its id and folder are not known yet: stand-ins of the same type).
-    slots_by_host = {h: [s.to_dict() for s in assign_slots(
-        fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), gpus,
-        slots if slots == "auto" else int(slots))] for h in fleet.hosts}
+    slots_by_host = {h: slots_for[fleet.planned_gpus[h]] for h in fleet.hosts}
     roleargs.validate(PLAYBOOKS, fleet.host_vars,
                       _extravars(plan, "run-id", slots_by_host, Path(runs_dir).resolve()))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=Path(runs_dir), token=token,
