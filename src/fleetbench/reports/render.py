@@ -1252,7 +1252,8 @@ def write_outputs(report: FleetReport, folder: Path, formats: Iterable[str], *,
     """Write the asked formats into ``folder`` (``only`` those of them, when given: the page
     still links all of them); returns format → path."""
     formats = tuple(formats)
-    chosen = formats if only is None else tuple(f for f in formats if f in set(only))
+    keep = set(formats if only is None else only)
+    chosen = tuple(f for f in formats if f in keep)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -1503,8 +1504,7 @@ def _build_report(
     # process, on the other core, while this one writes the other files.
     with Forked(functools.partial(_store_and_write_page, report, folder, wanted),
                 "storing the run in the history and writing the page"):
-        outputs = write_outputs(report, folder, wanted,
-                                only=[f for f in wanted if f not in PAGE_FORMATS])
+        write_outputs(report, folder, wanted, only=[f for f in wanted if f not in PAGE_FORMATS])
     outputs = {name: folder / OUTPUT_FILES[name] for name in wanted}
     trends: tuple[TrendPoint, ...] = ()
     if db is not None:
