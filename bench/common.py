@@ -12,6 +12,7 @@ measured separately (CPU time of the lab's sshd trees) so the two can be told ap
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -377,6 +378,23 @@ class Section:
 
 
 ORDER = ("fanout", "naive", "pipeline", "forks", "report", "memory", "tuning")
+
+
+def main_over_sizes(doc: str, run: Callable[[Lab, list[int], int, Machine], Section],
+                    reps: int) -> int:
+    """The command line of a benchmark measured at several lab sizes (--sizes, --reps,
+    --lab): one lab of the largest size, the section recorded."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--sizes", default="10,30,60", help="host counts (default 10,30,60)")
+    parser.add_argument("--reps", type=int, default=reps,
+                        help=f"rounds per size (default {reps})")
+    parser.add_argument("--lab", type=Path, help="reuse a running lab in this folder")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    machine = Machine.here()
+    with Lab(args.lab or DEFAULT_LAB_DIR, max(sizes), reuse=args.lab is not None) as lab:
+        record(run(lab, sizes, args.reps, machine))
+    return 0
 
 
 def record(section: Section) -> None:

@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # the bench folder is not a package
     BIN,
-    DEFAULT_LAB_DIR,
     REPO,
     Lab,
     Machine,
@@ -31,8 +29,8 @@ from common import (  # the bench folder is not a package
     command_line,
     fmt,
     log,
+    main_over_sizes,
     median,
-    record,
     verdict,
 )
 
@@ -152,16 +150,7 @@ def run(lab: Lab, sizes: list[int], reps: int, machine: Machine) -> Section:
 
 def main() -> int:
     """Command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10,30,60", help="host counts (default 10,30,60)")
-    parser.add_argument("--reps", type=int, default=3, help="rounds per size (default 3)")
-    parser.add_argument("--lab", type=Path, help="reuse a running lab in this folder")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    machine = Machine.here()
-    with Lab(args.lab or DEFAULT_LAB_DIR, max(sizes), reuse=args.lab is not None) as lab:
-        record(run(lab, sizes, args.reps, machine))
-    return 0
+    return main_over_sizes(__doc__ or "", run, reps=3)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ pages that forked workers share with ansible-playbook once per worker) and the s
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # the bench folder is not a package
-    DEFAULT_LAB_DIR,
     ColdConnections,
     Lab,
     Machine,
@@ -32,7 +30,7 @@ from common import (  # the bench folder is not a package
     command_line,
     fmt,
     log,
-    record,
+    main_over_sizes,
     verdict,
 )
 from fanout import fleetbench_check
@@ -116,16 +114,7 @@ def run(lab: Lab, sizes: list[int], reps: int, machine: Machine) -> Section:
 
 def main() -> int:
     """Command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10,30,60", help="host counts (default 10,30,60)")
-    parser.add_argument("--reps", type=int, default=1, help="runs per size (default 1)")
-    parser.add_argument("--lab", type=Path, help="reuse a running lab in this folder")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    machine = Machine.here()
-    with Lab(args.lab or DEFAULT_LAB_DIR, max(sizes), reuse=args.lab is not None) as lab:
-        record(run(lab, sizes, args.reps, machine))
-    return 0
+    return main_over_sizes(__doc__ or "", run, reps=1)
 
 
 if __name__ == "__main__":
