@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
+
+# The labs' loopback network: 127.<N>.<lab>.11 and up. FLEETBENCH_TEST_LAB_NET=127.5 lets
+# two test sessions on one machine (or a lab a developer keeps running) never collide.
+LAB_NET = os.environ.get("FLEETBENCH_TEST_LAB_NET", "127.0")
+
+
+def lab_address(lab: int) -> str:
+    """The first host address of the test session's lab number ``lab``."""
+    return f"{LAB_NET}.{lab}.11"
 
 
 class LabFleet:
@@ -52,10 +62,10 @@ def _lab(factory: pytest.TempPathFactory, name: str, hosts: int, first: str
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
     """A 3-host lab for the check tests, removed at the end."""
-    yield from _lab(tmp_path_factory, "lab", 3, "127.0.1.11")
+    yield from _lab(tmp_path_factory, "lab", 3, lab_address(1))
 
 
 @pytest.fixture(scope="session")
 def run_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
     """A 4-host lab for the rollout tests, removed at the end."""
-    yield from _lab(tmp_path_factory, "runlab", 4, "127.0.2.11")
+    yield from _lab(tmp_path_factory, "runlab", 4, lab_address(2))

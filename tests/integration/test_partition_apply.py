@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FLEETBENCH, run_cli
-from tests.integration.conftest import LabFleet, _lab
+from tests.integration.conftest import LabFleet, _lab, lab_address
 
 pytestmark = pytest.mark.lab
 
@@ -23,8 +23,8 @@ TARGET = ("--compute", "CPX", "--memory", "NPS4")
 
 @pytest.fixture(scope="module")
 def plab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
-    """Three hosts on 127.0.3.11-13 whose set operations take 0.2 s."""
-    for lab in _lab(tmp_path_factory, "partitionlab", 3, "127.0.3.11"):
+    """Three hosts on the session's lab 3 whose set operations take 0.2 s."""
+    for lab in _lab(tmp_path_factory, "partitionlab", 3, lab_address(3)):
         for host in HOSTS:
             lab.set(host, "set_delay=0.2")
         yield lab
