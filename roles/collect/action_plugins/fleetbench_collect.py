@@ -41,6 +41,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         if "dest" not in args:
             raise AnsibleActionFail("fleetbench_collect needs dest (a controller path)")
         dest = Path(str(args["dest"]))
+        if not dest.is_absolute():
+            # Relative to what? ansible-playbook's working folder is a runner's private one,
+            # deleted afterwards: the archive would be lost without a trace.
+            raise AnsibleActionFail(
+                f"fleetbench_collect dest {dest} is relative — give collect_dest as an "
+                "absolute controller path")
         packed = self._execute_module(
             module_name="fleetbench_collect",
             module_args={key: args[key] for key in MODULE_ARGS if key in args},

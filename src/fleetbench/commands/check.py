@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from fleetbench.check import CheckReport, HostCheck, check_fleet, validate_inputs
+from fleetbench.commands import user_path
 from fleetbench.progress import FleetProgress
 
 
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Read-only checks of every host, one remote call per host. Exit 0 when "
         "every host is ok, 1 when any is not, 2 on bad input.",
     )
-    parser.add_argument("-i", "--inventory", type=Path, required=True, help="Ansible inventory")
+    parser.add_argument("-i", "--inventory", type=user_path, required=True,
+                        help="Ansible inventory")
     parser.add_argument("--limit", help="host pattern, as ansible-playbook --limit")
     parser.add_argument("--forks", type=int, help="parallel hosts (default: all, up to 100)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

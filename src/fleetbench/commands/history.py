@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleetbench.commands import user_path
 from fleetbench.history import (
     StoredRun,
     TrendPoint,
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "configuration, or with --host the median of that host's slots. Runs enter the "
         "database when `fleetbench report build` (or `fleetbench run`) builds their report.",
     )
-    parser.add_argument("--db", type=Path,
+    parser.add_argument("--db", type=user_path,
                         help=f"history database (default {default_history_path()})")
     parser.add_argument("--model", help="only this model (report name or Hugging Face id)")
     parser.add_argument("--host", help="medians of this host's slots instead of the fleet's")

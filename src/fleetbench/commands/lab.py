@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from fleetbench.commands import user_path
 from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT
 
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", required=True)
 
     up = actions.add_parser("up", help="create or complete a lab")
-    up.add_argument("--dir", type=Path, required=True, help="lab directory")
+    up.add_argument("--dir", type=user_path, required=True, help="lab directory")
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     up.add_argument("--first-address", default=DEFAULT_FIRST_ADDRESS,
                     help="loopback address of the first host (default %(default)s)")
@@ -43,18 +43,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     setter = actions.add_parser(
         "set", help="change a host: compute= memory= gpus= partitions= rocm= busy= bench= sshd=")
-    setter.add_argument("--dir", type=Path, required=True, help="lab directory")
+    setter.add_argument("--dir", type=user_path, required=True, help="lab directory")
     setter.add_argument("host", help="host name, e.g. lab02")
     setter.add_argument("settings", nargs="+", metavar="KEY=VALUE")
     setter.set_defaults(handler=_set)
 
     status = actions.add_parser("status", help="show the lab")
-    status.add_argument("--dir", type=Path, required=True, help="lab directory")
+    status.add_argument("--dir", type=user_path, required=True, help="lab directory")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_status)
 
     down = actions.add_parser("down", help="stop and remove everything `up` created")
-    down.add_argument("--dir", type=Path, required=True, help="lab directory")
+    down.add_argument("--dir", type=user_path, required=True, help="lab directory")
     down.set_defaults(handler=_down)
 
 

@@ -18,6 +18,7 @@ from rich.console import Console, Group
 from rich.prompt import Confirm
 from rich.table import Table
 
+from fleetbench.commands import user_path
 from fleetbench.errors import BadInput
 from fleetbench.partition.parse import parse_text, read_file
 
@@ -86,7 +87,8 @@ def _add_show(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "matches its expected partition, 1 otherwise, 2 on bad input."
         ),
     )
-    parser.add_argument("-i", "--inventory", type=Path, required=True, help="Ansible inventory")
+    parser.add_argument("-i", "--inventory", type=user_path, required=True,
+                        help="Ansible inventory")
     parser.add_argument("--limit", help="host pattern, as ansible-playbook --limit")
     parser.add_argument("--forks", type=int, help="parallel hosts (default: all, up to 100)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -196,7 +198,8 @@ def _add_apply(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "2 on bad input or when the confirmation is declined (nothing changed)."
         ),
     )
-    parser.add_argument("-i", "--inventory", type=Path, required=True, help="Ansible inventory")
+    parser.add_argument("-i", "--inventory", type=user_path, required=True,
+                        help="Ansible inventory")
     parser.add_argument("--compute", required=True, metavar="MODE",
                         help="compute partition: SPX, DPX, QPX, CPX (TPX on MI300A)")
     parser.add_argument("--memory", required=True, metavar="MODE",

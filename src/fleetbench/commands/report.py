@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleetbench.commands import user_path
 from fleetbench.errors import BadInput
 from fleetbench.reports import FORMATS, latest_per_configuration, parse_file
 from fleetbench.reports.render import (
@@ -105,20 +106,21 @@ def _add_build(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a fleetbench run directory")
-    parser.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+    parser.add_argument("run_dir", type=user_path, metavar="RUN_DIR",
+                        help="a fleetbench run directory")
+    parser.add_argument("--baseline", type=user_path, metavar="RUN_DIR",
                         help="compare with this run (default: previous comparable run in history)")
-    parser.add_argument("--thresholds", type=Path, metavar="FILE", help="thresholds YAML file")
+    parser.add_argument("--thresholds", type=user_path, metavar="FILE", help="thresholds YAML file")
     parser.add_argument("--format", default=",".join(DEFAULT_FORMATS), metavar="LIST",
                         help=f"comma-separated outputs among {','.join(OUTPUT_FILES)} "
                         f"(default {','.join(DEFAULT_FORMATS)})")
     history = parser.add_mutually_exclusive_group()
-    history.add_argument("--history", type=Path, metavar="DB",
+    history.add_argument("--history", type=user_path, metavar="DB",
                          help="history database (default $FLEETBENCH_HISTORY, else "
                          "$XDG_STATE_HOME/fleetbench/history.sqlite)")
     history.add_argument("--no-history", action="store_true",
                          help="neither read nor write the history database")
-    parser.add_argument("--prometheus", type=Path, metavar="FILE",
+    parser.add_argument("--prometheus", type=user_path, metavar="FILE",
                         help="also write node_exporter textfile metrics (atomically)")
     parser.add_argument("--fail-on-outliers", action="store_true",
                         help="outliers fail the gate too (default: they are findings)")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from fleetbench import plan as planning
 from fleetbench import run as runs
+from fleetbench.commands import user_path
 from fleetbench.progress import FleetProgress
 from fleetbench.reports.render import DEFAULT, build_report
 from fleetbench.reports.stats import load_thresholds
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "per GPU slot running vllm_benchmark_report.sh, collection into one run directory. "
         "Exit 0 when every host ends ok, 1 otherwise, 2 on bad input (nothing started).",
     )
-    parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory")
+    parser.add_argument("-i", "--inventory", type=user_path, help="Ansible inventory")
     parser.add_argument("--model", help="Hugging Face id, e.g. meta-llama/Llama-3.1-8B-Instruct")
     parser.add_argument("--gpus", type=int, help="GPUs per benchmark instance (-g, TP size)")
     parser.add_argument("--dtype", default="float16", help="float16 | bfloat16 | float8")
@@ -40,26 +41,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "or the inventory's fleetbench_image)")
     parser.add_argument("--mad-repo", help="MAD git URL (a mirror or file:// for offline fleets)")
     parser.add_argument("--mad-ref", help="MAD branch, tag or commit to pin")
-    parser.add_argument("--mad-sync", type=Path, metavar="DIR",
+    parser.add_argument("--mad-sync", type=user_path, metavar="DIR",
                         help="offline fleets: send a snapshot of this controller-side MAD "
                         "checkout (at --mad-ref) to every host instead of cloning")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+    parser.add_argument("--runs-dir", type=user_path, default="runs",
                         help="where run directories go (default ./runs)")
     parser.add_argument("--limit", help="host pattern, as ansible-playbook --limit")
     parser.add_argument("--timeout", default="6h",
                         help="how long one wave of benchmarks may run (default 6h)")
-    parser.add_argument("--hf-token-file", type=Path,
+    parser.add_argument("--hf-token-file", type=user_path,
                         help="file holding the Hugging Face token (default: $HF_TOKEN)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+    parser.add_argument("--resume", type=user_path, metavar="RUN_DIR",
                         help="finish a run: re-run only the hosts and slots not ok")
-    parser.add_argument("--thresholds", type=Path,
+    parser.add_argument("--thresholds", type=user_path,
                         help="thresholds YAML for the report's gate (see report build)")
-    parser.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+    parser.add_argument("--baseline", type=user_path, metavar="RUN_DIR",
                         help="compare with this run (default: the previous comparable run)")
-    parser.add_argument("--history", type=Path, metavar="DB",
+    parser.add_argument("--history", type=user_path, metavar="DB",
                         help="history database (default $FLEETBENCH_HISTORY or "
                         "~/.local/state/fleetbench/history.sqlite)")
-    parser.add_argument("--prometheus", type=Path, metavar="FILE",
+    parser.add_argument("--prometheus", type=user_path, metavar="FILE",
                         help="also write node_exporter textfile metrics to FILE")
     parser.add_argument("--no-report", action="store_true",
                         help="collect only; build the report later with report build")
@@ -69,7 +70,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Validate, run, print the run directory (or JSON); 0 when every host is ok."""
-    token = load_hf_token(args.hf_token_file)
+    token = load_hf_token(args.hf_token_file, getattr(args, "environment_secrets", None))
     if args.resume is not None:
         request = _resume_request(args, token)
     else:
