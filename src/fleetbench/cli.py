@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from fleetbench import __version__, commands
 from fleetbench.errors import FleetbenchError
+from fleetbench.secrets import withhold_environment
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -41,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Secrets leave the environment before anything starts a child process (ansible-runner
+    # would copy them to disk and into every worker's environment); commands that need
+    # one, the Hugging Face token, find it here.
+    args.environment_secrets = withhold_environment()
     try:
         code: int = args.handler(args)
     except FleetbenchError as exc:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import secrets
-import shutil
 import signal
 import tarfile
 import tempfile
@@ -32,6 +30,7 @@ from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
 from fleetbench.plan import RunPlan, assign_slots, needs_token, validate_choices
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
+from fleetbench.token_server import serve_token
 
 MANIFEST = "manifest.json"
 # Logical GPUs a host is planned for before preflight confirms it: 8 MI300X in CPX.
@@ -207,8 +206,15 @@ def prepare(
     token: Secret | None = None, partition_bytes: int | None = None,
     mad_sync: Path | None = None,
 ) -> RunRequest:
-    """Validate everything on the controller; BadInput for any problem (nothing started)."""
+    """Validate everything on the controller; BadInput for any problem (nothing started).
+
+    Relative paths are taken against the current directory, here, once: the playbooks run
+    in another folder and would otherwise write the collected reports somewhere else.
+    """
     validate_choices(model, gpus, dtype, scenario, slots)
+    runs_dir = Path(runs_dir).expanduser().absolute()
+    if mad_sync is not None:
+        mad_sync = Path(mad_sync).expanduser().absolute()
     if mad_sync is not None and mad_repo:
         raise BadInput("--mad-sync and --mad-repo exclude each other — the hosts get MAD "
                        "either from the controller or from a git server")
@@ -243,8 +249,8 @@ def prepare(
     # (its id and folder are not known yet: stand-ins of the same type).
     slots_by_host = {h: slots_for[fleet.planned_gpus[h]] for h in fleet.hosts}
     roleargs.validate(PLAYBOOKS, fleet.host_vars,
-                      _extravars(plan, "run-id", slots_by_host, Path(runs_dir).resolve()))
-    return RunRequest(plan=plan, fleet=fleet, runs_dir=Path(runs_dir), token=token,
+                      _extravars(plan, "run-id", slots_by_host, runs_dir))
+    return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
                       mad_snapshot=snapshot)
 
 
@@ -268,27 +274,18 @@ def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict
 
 
 @contextlib.contextmanager
-def _token_file(token: Secret | None) -> Iterator[Path | None]:
-    """The token in a 0600 file of a 0700 folder in memory (/dev/shm) for the run's duration.
+def _token_socket(token: Secret | None) -> Iterator[Path | None]:
+    """The socket the token is served on for the run's duration (None without a token).
 
-    Only its path reaches Ansible. ansible-runner writes extravars, envvars and the whole
-    inherited environment to disk, so the token goes through none of them; the role copies
-    it to the host with no_log.
+    Only its path reaches Ansible: ansible-runner writes extravars, envvars and the
+    inherited environment to disk. The benchmark role reads the token from the socket and
+    copies it to the host with no_log; nothing on the controller holds it at rest.
     """
     if not token:
         yield None
         return
-    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp folder inside it, see below
-    # /dev/shm is memory, never disk; mkdtemp makes the folder 0700 and unguessable.
-    folder = Path(tempfile.mkdtemp(prefix="fleetbench-", dir=shm if shm.is_dir() else None))
-    path = folder / "hf_token"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(token.reveal())
+    with serve_token(token) as path:
         yield path
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -310,7 +307,8 @@ def _cancel_on_signals() -> Iterator[Callable[[], bool]]:
 def _open_run(request: RunRequest) -> tuple[Path, dict[str, Any]]:
     """The run directory and manifest: a new one, or the one being resumed."""
     if request.resume is not None:
-        return request.resume, read_manifest(request.resume)
+        run_dir = request.resume.expanduser().absolute()
+        return run_dir, read_manifest(run_dir)
     run_id = new_run_id()
     run_dir = request.runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
@@ -336,10 +334,10 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
     # for the benchmark's whole length, so with fewer forks than hosts the hosts beyond
     # them would run their benchmarks only after others finished (bench/RESULTS.md, forks).
     forks = len(hosts)
-    with (_token_file(request.token) as token_path, _cancel_on_signals() as cancel,
+    with (_token_socket(request.token) as token_socket, _cancel_on_signals() as cancel,
           tempfile.TemporaryDirectory(prefix="fleetbench-mad-") as scratch):
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
-        extravars["benchmark_hf_token_file"] = str(token_path or "")
+        extravars["benchmark_hf_token_socket"] = str(token_socket or "")
         if request.mad_snapshot is not None:
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, Path(scratch)))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
@@ -350,6 +348,7 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
                 "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
                 on_result=on_result, on_task_start=on_step, cancel=cancel,
                 arguments_checked=True,  # by prepare()
+                secrets=(request.token,) if request.token else (),
             )
         finally:
             # collect cleaned up the hosts it reached; the rest (failed earlier, unreachable,
@@ -357,7 +356,9 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
             rest = [h for h in hosts if run is None or not cleaned_by_collect(run.for_host(h))]
             cleanup = run_playbook("cleanup", request.fleet.inventory, limit=",".join(rest),
                                    extravars={"fleetbench_run_id": run_id},
-                                   forks=len(rest), arguments_checked=True) if rest else None
+                                   forks=len(rest), arguments_checked=True,
+                                   secrets=(request.token,) if request.token else ()
+                                   ) if rest else None
     return run, cleanup
 
 

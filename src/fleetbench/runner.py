@@ -13,17 +13,23 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import ansible_runner.interface
 
+from fleetbench import scratch
 from fleetbench.errors import RunnerError
 from fleetbench.resources import ansible_config, module_utils_path, playbook_path, roles_path
 from fleetbench.roleargs import SKIP_VALIDATION_TAGS
+from fleetbench.secrets import Secret, child_environment
+
+# Private data folders (fleetbench.scratch: named after the controller's pid, swept by a
+# later run when the controller died).
+PRIVATE_DIR_PREFIX = "fleetbench-runner-"
 
 # Runner event names → the host outcome they report.
 _OUTCOMES = {
@@ -116,6 +122,7 @@ def run_playbook(
     timeout: int | None = None,
     cancel: Callable[[], bool] | None = None,
     arguments_checked: bool = False,
+    secrets: tuple[Secret, ...] = (),
 ) -> PlaybookRun:
     """Run ``playbooks/<playbook>.yml`` against ``inventory``.
 
@@ -124,9 +131,11 @@ def run_playbook(
     not exceptions; RunnerError means Ansible itself could not run.
     ``arguments_checked``: the caller checked the roles' arguments for every host
     (:func:`fleetbench.roleargs.validate`), so Ansible's per-host check task is skipped.
+    ``secrets``: values that must not reach ansible-playbook's environment even under a
+    harmless name (secret-looking variables are always left out).
     """
-    private_dir = Path(tempfile.mkdtemp(prefix="fleetbench-runner-"))
-    private_dir.chmod(0o700)
+    scratch.sweep(PRIVATE_DIR_PREFIX)
+    private_dir = scratch.make(PRIVATE_DIR_PREFIX)
     results: list[TaskResult] = []
 
     def handle(event: Mapping[str, Any]) -> bool:
@@ -146,7 +155,7 @@ def run_playbook(
     # roles' plugins import this same fleetbench.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
-        runner = ansible_runner.run(
+        runner = ansible_runner.interface.init_runner(
             private_data_dir=str(private_dir),
             playbook=str(playbook_path(playbook)),
             inventory=str(inventory.resolve()),
@@ -169,6 +178,10 @@ def run_playbook(
             timeout=timeout,
             settings={"suppress_ansible_output": True},
         )
+        # ansible-runner seeds the child's environment with ours and writes it to
+        # artifacts/<id>/command when it starts: no secret may be in it.
+        runner.config.env = child_environment(runner.config.env, secrets)
+        runner.run()
         status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
         if status != "canceled" and rc & ~_HOST_FAILURE_BITS:
             tail = "\n".join(runner.stdout.read().strip().splitlines()[-15:])

@@ -1,11 +1,33 @@
-"""A masked type for secrets: its ``repr`` and ``str`` never show the value."""
+"""Secrets on the controller: a masked type, where the token comes from, and keeping every
+secret out of the environments of fleetbench's children.
+
+ansible-runner copies the whole inherited environment into its artifacts
+(``artifacts/<id>/command``) and hands it to ansible-playbook, its workers and ssh; a
+variable in fleetbench's environment is therefore on disk and in ``/proc/<pid>/environ``
+of every child. fleetbench takes secrets out of its own environment as it starts
+(:func:`withhold_environment`) and gives its children an environment filtered again
+(:func:`child_environment`).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import stat
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 
 from fleetbench.errors import BadInput
+
+# Variable names that hold a secret value. Names of files, folders and sockets that hold
+# one (ANSIBLE_PRIVATE_KEY_FILE, SSH_AUTH_SOCK) are not secrets and stay: ssh needs them.
+_SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY",
+    re.IGNORECASE,
+)
+_NAMES_A_PLACE = re.compile(r"_(FILE|PATH|DIR|SOCK|SOCKET)$", re.IGNORECASE)
+# The Hugging Face token, under the names huggingface_hub reads (newest first).
+HF_TOKEN_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 class Secret:
@@ -35,18 +57,64 @@ class Secret:
         raise TypeError("a Secret is not picklable")
 
 
-def load_hf_token(token_file: Path | None, environ: dict[str, str] | None = None) -> Secret | None:
-    """The Hugging Face token from ``--hf-token-file`` or ``HF_TOKEN``; None when neither."""
+def is_secret_name(name: str) -> bool:
+    """True for an environment variable whose value is a secret (``HF_TOKEN``,
+    ``AWS_SECRET_ACCESS_KEY``), false for one naming where a secret is kept."""
+    return bool(_SECRET_NAME.search(name)) and not _NAMES_A_PLACE.search(name)
+
+
+def withhold_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, Secret]:
+    """Take every secret variable out of ``environ`` (default: this process's own), so
+    that no child process inherits it; returns them, masked, by name."""
+    env = os.environ if environ is None else environ
+    taken = {name: Secret(env[name]) for name in list(env) if is_secret_name(name)}
+    for name in taken:
+        del env[name]
+    return taken
+
+
+def child_environment(environ: Mapping[str, str],
+                      secrets: Iterable[Secret | None] = ()) -> dict[str, str]:
+    """``environ`` without secret variables, nor any variable holding one of ``secrets``."""
+    values = [s.reveal() for s in secrets if s]
+    return {name: value for name, value in environ.items()
+            if not is_secret_name(name) and not any(v in value for v in values)}
+
+
+def load_hf_token(token_file: Path | None,
+                  environ: Mapping[str, str | Secret] | None = None) -> Secret | None:
+    """The Hugging Face token from ``--hf-token-file`` or ``HF_TOKEN``; None when neither.
+
+    A token file that others may read is refused, the way ssh refuses such a private key.
+    """
     if token_file is not None:
-        try:
-            text = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise BadInput(
-                f"--hf-token-file {token_file} cannot be read ({exc.strerror}) — pass a "
-                "readable file holding the token"
-            ) from None
-        if not text:
-            raise BadInput(f"--hf-token-file {token_file} is empty — put the token in it")
-        return Secret(text)
-    value = (environ if environ is not None else os.environ).get("HF_TOKEN", "").strip()
-    return Secret(value) if value else None
+        return _token_from_file(Path(token_file).expanduser())
+    source: Mapping[str, str | Secret] = os.environ if environ is None else environ
+    for name in HF_TOKEN_NAMES:
+        value = source.get(name)
+        text = (value.reveal() if isinstance(value, Secret) else value or "").strip()
+        if text:
+            return Secret(text)
+    return None
+
+
+def _token_from_file(path: Path) -> Secret:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_IMODE(mode) & 0o077:
+                raise BadInput(
+                    f"--hf-token-file {path} is open to other users (mode "
+                    f"{stat.S_IMODE(mode):04o}) — a token must be private: chmod 600 {path}"
+                )
+            text = handle.read().strip()
+    except OSError as exc:
+        raise BadInput(
+            f"--hf-token-file {path} cannot be read ({exc.strerror}) — pass a "
+            "readable file holding the token"
+        ) from None
+    except UnicodeDecodeError:
+        raise BadInput(f"--hf-token-file {path} is not text — put the token in it") from None
+    if not text:
+        raise BadInput(f"--hf-token-file {path} is empty — put the token in it")
+    return Secret(text)

@@ -140,6 +140,7 @@ def test_token_sources(tmp_path: Path) -> None:
     assert load_hf_token(None, {}) is None
     token_file = tmp_path / "token"
     token_file.write_text("hf_file\n")
+    token_file.chmod(0o600)
     assert load_hf_token(token_file, {}).reveal() == "hf_file"  # type: ignore[union-attr]
     with pytest.raises(BadInput, match="cannot be read"):
         load_hf_token(tmp_path / "missing", {})
