@@ -104,10 +104,10 @@ def run(argv, timeout):
     if binary is None:
         return {"rc": 127, "stdout": "", "stderr": argv[0] + ": command not found"}
     try:
-        done = subprocess.run([binary] + argv[1:], capture_output=True, text=True,
+        done = subprocess.run([binary, *argv[1:]], capture_output=True, text=True,
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return {"rc": 124, "stdout": "", "stderr": "timed out after %ss" % timeout}
+        return {"rc": 124, "stdout": "", "stderr": f"timed out after {timeout}s"}
     except OSError as exc:
         return {"rc": 126, "stdout": "", "stderr": str(exc)}
     return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
@@ -117,7 +117,7 @@ def partition_raw(root, timeout):
     """sysfs, KFD and amd-smi/rocm-smi JSON: the input of fleetbench's partition verdict."""
     smi = []
     for tool, args in SMI_COMMANDS:
-        outcome = run([tool] + args, timeout)
+        outcome = run([tool, *args], timeout)
         outcome.update({"tool": tool, "args": args})
         smi.append(outcome)
     return {"sysfs_devices": sysfs_devices(root), "kfd_nodes": kfd_nodes(root), "smi": smi}
