@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetbench import scratch
 from fleetbench.errors import LabError
 
 # Debian package for every binary the lab needs, so a missing one is named with its fix.
@@ -85,14 +86,8 @@ def wait_for(predicate_name: str, check: object, timeout: float, interval: float
 
 def pid_alive(pid: int | None) -> bool:
     """True when a process with ``pid`` exists (and is not a zombie we own)."""
-    if not pid:
+    if not pid or not scratch.alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     try:  # a zombie still answers kill(0); reap it if it is our child
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
