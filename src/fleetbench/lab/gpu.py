@@ -117,8 +117,8 @@ class RocmRelease:
         return major, minor, patch
 
 
-# Tool strings from public captures (PROVENANCE.md S1-S4, amdsmi changelog); build numbers
-# in .info/version are illustrative.
+# Tool strings from public captures (S1-S4 in tests/fixtures/README.md, amdsmi changelog);
+# build numbers in .info/version are illustrative.
 ROCM_RELEASES: dict[str, RocmRelease] = {
     r.version: r
     for r in (
