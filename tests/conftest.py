@@ -1,4 +1,4 @@
-"""Shared test helpers: where the shared fixtures are, how to run the real CLI."""
+"""Test helpers for every suite: where the test data is, how to run the real CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+#: The test data (real tool outputs and report files) kept in the repository; see its README.
+FIXTURES = REPO / "tests" / "fixtures"
 FLEETBENCH = Path(sys.executable).with_name("fleetbench")
 
 
@@ -42,7 +43,7 @@ def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    """The read-only shared fixture folder (../shared/fixtures)."""
-    assert SHARED_FIXTURES.is_dir(), f"missing {SHARED_FIXTURES}"
-    return SHARED_FIXTURES
+def fixtures_dir() -> Path:
+    """The test data folder ``tests/fixtures`` (read-only: copy into ``tmp_path`` to change)."""
+    assert FIXTURES.is_dir(), f"missing {FIXTURES}"
+    return FIXTURES

@@ -13,8 +13,8 @@ A host directory holds::
                                    run everything else through bin/.rocm-smi.py, .amd-smi.py
                                    (fleetbench.lab.smi.main)
 
-Formats follow ``shared/fixtures/smi/FORMATS.md`` §1 and §4 and the real KFD tree in
-``shared/fixtures/kfd/``. Identifiers (unique_id, GUIDs, UUIDs) are derived from the host
+Formats follow the real sysfs/KFD files in ``tests/fixtures/smi/`` and the real KFD tree in
+``tests/fixtures/kfd/``. Identifiers (unique_id, GUIDs, UUIDs) are derived from the host
 directory's name, so every lab host looks like a different machine but stays stable.
 """
 
@@ -117,8 +117,8 @@ class RocmRelease:
         return major, minor, patch
 
 
-# Tool strings from public captures (PROVENANCE.md S1-S4, amdsmi changelog); build numbers
-# in .info/version are illustrative.
+# Tool strings from public captures (S1-S4 in tests/fixtures/README.md, amdsmi changelog);
+# build numbers in .info/version are illustrative.
 ROCM_RELEASES: dict[str, RocmRelease] = {
     r.version: r
     for r in (
@@ -488,7 +488,7 @@ _CPU_ZERO_KEYS = (
 
 
 def _cpu_node_properties(socket: int, gpu_nodes_here: int, gpu_nodes_other: int) -> str:
-    # Layout and values from the real tree (fixtures/kfd nodes 0 and 1); link counts follow
+    # Layout and values from the real tree (tests/fixtures/kfd nodes 0 and 1); link counts follow
     # its rule: io links = own socket's GPU nodes + the other CPU, p2p = the other socket's.
     pairs = [
         ("cpu_cores_count", 96),

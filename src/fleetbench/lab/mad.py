@@ -26,7 +26,7 @@ from typing import Literal, get_args
 from fleetbench.errors import LabError
 
 MadEra = Literal["D", "EF"]
-"""A MAD era the lab can check out (see ``fixtures/mad/FORMATS.md`` §2)."""
+"""A MAD era the lab can check out (their files: ``tests/fixtures/mad/``)."""
 
 REPORT_SCRIPT = "scripts/vllm/vllm_benchmark_report.sh"
 """Path of the benchmark script inside a MAD checkout (eras A-D)."""

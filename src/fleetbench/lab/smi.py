@@ -1,7 +1,7 @@
 """Simulated ``rocm-smi`` and ``amd-smi`` of a lab host.
 
 They print what the real tools print for the host's state and ROCm version
-(``shared/fixtures/smi/FORMATS.md`` §2-§3, §5), and their set operations change the state
+(the captures in ``tests/fixtures/smi/``), and their set operations change the state
 and re-render the sysfs/KFD tree under the host's lock. Texts not covered by a fixture are
 reconstructed from the tools' source (rocm_smi.py, amdsmi_commands.py) and marked so.
 """

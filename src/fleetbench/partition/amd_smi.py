@@ -1,4 +1,4 @@
-"""Parsers for amd-smi output across versions (``fixtures/smi/FORMATS.md`` §3).
+"""Parsers for amd-smi output across versions (real outputs: ``tests/fixtures/smi/``).
 
 - ``GPU: N`` blocks of ``KEY: value`` lines (``static``, ``list``, ``metric``, set results);
 - column tables under a ``TITLE:`` line (``partition --current/--memory/--accelerator``),

@@ -1,7 +1,7 @@
 """Setting partition modes on one host: the order of the steps, the commands, their outcomes.
 
 Pure functions the ``partition`` role's action plugins call on the controller
-(``fixtures/smi/FORMATS.md`` §5):
+(the tools' set outputs: ``tests/fixtures/smi/``):
 
 - :func:`order_steps`: compute and memory changes in the order the hardware accepts (the
   number of memory partitions may never exceed the number of compute partitions, so

@@ -1,6 +1,6 @@
 """Partition mode names, what they mean, and which combinations are valid.
 
-Facts from ``fixtures/smi/FORMATS.md`` §1: compute modes split one physical GPU into
+Facts from AMD's MI300X partitioning guide: compute modes split one physical GPU into
 1 (SPX), 2 (DPX), 3 (TPX, MI300A only), 4 (QPX) or 8 (CPX on MI300X; 6 on MI300A) logical
 GPUs; memory modes split its HBM into 1, 2, 4 or 8 NUMA pools. The number of memory
 partitions may not exceed the number of compute partitions (so SPX+NPS4 is invalid).

@@ -1,6 +1,6 @@
 """Parsers for rocm-smi output: concise table, ``GPU[n] : ...`` text, ``--json``, ``--csv``.
 
-Formats: ``fixtures/smi/FORMATS.md`` §2. Every parser takes text that
+Real outputs: ``tests/fixtures/smi/``. Every parser takes text that
 :func:`fleetbench.partition.parse.clean_text` already cleaned (no ANSI, ``\\n`` line ends).
 """
 

@@ -1,4 +1,4 @@
-"""The amdgpu sysfs partition files (``fixtures/smi/FORMATS.md`` §4).
+"""The amdgpu sysfs partition files (examples: ``tests/fixtures/smi/``).
 
 They live on the PCI device only: ``current_compute_partition`` (``CPX\\n`` or
 ``UNKNOWN``), ``available_compute_partition`` (``SPX, DPX, QPX, CPX\\n`` or

@@ -1,4 +1,4 @@
-"""The per-host partition verdict (``fixtures/smi/FORMATS.md`` §7).
+"""The per-host partition verdict.
 
 Sources, in order of authority: sysfs partition files of each PCI device (the driver's own
 state), the KFD topology (logical GPU count per physical GPU, per-partition memory), and

@@ -1,6 +1,6 @@
 """Read every era of ROCm/MAD vLLM benchmark output into canonical :class:`Record` objects.
 
-``fixtures/mad/FORMATS.md`` describes the eras. The format of a file is detected from its
+Example files of the eras are in ``tests/fixtures/mad/``. The format of a file is detected from its
 header (the first non-blank CSV row), never from its name; columns are found by header
 name, so reordered, extra or missing columns, CRLF or LF line endings and a UTF-8 BOM
 are all fine. The formats (:data:`FORMATS`):

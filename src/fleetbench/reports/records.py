@@ -1,4 +1,4 @@
-"""The canonical benchmark record (``fixtures/mad/FORMATS.md`` §4) every MAD era is turned into.
+"""The canonical benchmark record every MAD era is turned into.
 
 One :class:`Record` is one measured metric of one benchmark configuration. Records carry
 no host, run or file: whoever collects them (the fleet report, the history database)

@@ -11,8 +11,6 @@ import pytest
 
 from fleetbench.lab import gpu, smi
 
-SHARED_FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
-
 
 @dataclass(frozen=True)
 class ToolResult:
@@ -24,19 +22,19 @@ class ToolResult:
 
 
 @pytest.fixture
-def smi_fixture() -> Callable[[str], str]:
-    """Read a real capture from shared/fixtures/smi (read-only)."""
+def smi_fixture(fixtures_dir: Path) -> Callable[[str], str]:
+    """Read a real capture from tests/fixtures/smi (read-only)."""
 
     def read(name: str) -> str:
-        return (SHARED_FIXTURES / "smi" / name).read_text()
+        return (fixtures_dir / "smi" / name).read_text()
 
     return read
 
 
 @pytest.fixture
-def kfd_fixture_nodes() -> Path:
+def kfd_fixture_nodes(fixtures_dir: Path) -> Path:
     """The real 8x MI300X CPX KFD topology's nodes directory."""
-    return SHARED_FIXTURES / "kfd" / "mi300x-8gpu-cpx" / "topology" / "nodes"
+    return fixtures_dir / "kfd" / "mi300x-8gpu-cpx" / "topology" / "nodes"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Simulated amd-smi against the real captures in shared/fixtures/smi."""
+"""Simulated amd-smi against the real captures in tests/fixtures/smi."""
 
 from __future__ import annotations
 

@@ -164,7 +164,7 @@ def test_drm_nodes_primaries_on_pci_secondaries_on_xcp(make_host: Callable[..., 
     with_files = [c.name for c in cards if (c / "device/current_compute_partition").is_file()]
     assert with_files == [f"card{1 + 8 * g}" for g in range(8)]
     assert (drm / "renderD128/device/current_memory_partition").read_text() == "NPS4\n"
-    # FORMATS §4: partition 2 of GPU 4 is amdgpu_xcp.29 with renderD162 (S13).
+    # Partition 2 of GPU 4 is amdgpu_xcp.29 with renderD162 (S13, sysfs_amdgpu_xcp_platform_*).
     assert (drm / "renderD162").resolve() == (
         host / SYS / "devices/platform/amdgpu_xcp.29/drm/renderD162"
     ).resolve()

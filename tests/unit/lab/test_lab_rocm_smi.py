@@ -1,4 +1,4 @@
-"""Simulated rocm-smi against the real captures in shared/fixtures/smi."""
+"""Simulated rocm-smi against the real captures in tests/fixtures/smi."""
 
 from __future__ import annotations
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "mad"
-ERA_D = FIXTURES / "eraD_2025-06_rocm6.4.1"
-ERA_B = FIXTURES / "eraB_2024-11-05_8f4dcbb"
+from tests.conftest import FIXTURES
+
+ERA_D = FIXTURES / "mad" / "eraD_2025-06_rocm6.4.1"
+ERA_B = FIXTURES / "mad" / "eraB_2024-11-05_8f4dcbb"
 ERA_D_SUMMARY = ERA_D / "reports_float16_vllm_rocm6.4.1" / "summary"
 NAME = "Llama-3.1-8B-Instruct"
 GATED = f"meta-llama/{NAME}"

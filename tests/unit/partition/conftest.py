@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real fixture files are, and probe ``raw`` data built from them."""
+"""Probe ``raw`` data built from the real SMI and KFD files in ``tests/fixtures``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    """``<repo>/../shared/fixtures`` (read-only)."""
-    path = REPO.parent / "shared" / "fixtures"
-    assert path.is_dir(), f"shared fixtures not found at {path}"
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -189,7 +189,7 @@ def test_texts_without_partition_info(text: str, fmt: str) -> None:
 def test_ansi_italics_and_crlf_do_not_change_the_concise_table(
     smi_text: Callable[[str], str],
 ) -> None:
-    # FORMATS.md §2: the second header line is wrapped in ESC[3m ... ESC[0m even in a pipe.
+    # rocm-smi wraps the second header line in ESC[3m ... ESC[0m even in a pipe.
     lines = smi_text("rocm-smi_default_cpx_nps4_64dev.txt").split("\n")
     sub = next(i for i, line in enumerate(lines) if "(Mem, Compute, ID)" in line)
     lines[sub] = f"\x1b[3m{lines[sub]}\x1b[0m"
@@ -332,7 +332,7 @@ def test_amd_smi_partition_json_with_profiles_and_na_secondaries(
 
 
 def test_amd_smi_default_view_cpx_with_na_secondaries(smi_text: Callable[[str], str]) -> None:
-    # ROCm 7 in CPX: the primary shows CPX/NPS4, secondaries N/A (FORMATS.md §3).
+    # ROCm 7 in CPX: the primary shows CPX/NPS4, secondaries N/A (amdsmi changelog, S7).
     lines = []
     for line in smi_text("amd-smi_default_spx_nps1_rocm70_changelog.txt").split("\n"):
         cells = line.split("|")

@@ -14,15 +14,11 @@ from fleetbench.lab import gpu, smi
 from fleetbench.partition.apply import Command, CommandRun
 from tests.conftest import module_util
 
-REPO = Path(__file__).resolve().parents[3]
-SMI_FIXTURES = REPO.parent / "shared" / "fixtures" / "smi"
-
 
 @pytest.fixture(scope="session")
-def smi_fixture() -> Callable[[str], str]:
-    """The text of one real capture in shared/fixtures/smi (read-only)."""
-    assert SMI_FIXTURES.is_dir(), f"missing {SMI_FIXTURES}"
-    return lambda name: (SMI_FIXTURES / name).read_text(encoding="utf-8")
+def smi_fixture(fixtures_dir: Path) -> Callable[[str], str]:
+    """The text of one real capture in tests/fixtures/smi (read-only)."""
+    return lambda name: (fixtures_dir / "smi" / name).read_text(encoding="utf-8")
 
 
 @pytest.fixture

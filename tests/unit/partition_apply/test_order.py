@@ -11,8 +11,8 @@ from fleetbench.partition.apply import COMPUTE, MEMORY, Step, order_steps
 
 C, M = COMPUTE, MEMORY
 
-# The driver's profile table on a real MI300X (FORMATS.md §1, S4): the NPS modes each
-# compute mode holds. An independent oracle for the simulation below.
+# The driver's profile table on a real MI300X (S4, smi/amd-smi_partition_accelerator_*): the
+# NPS modes each compute mode holds. An independent oracle for the simulation below.
 MI300X_HOLDS = {
     "SPX": {"NPS1"},
     "DPX": {"NPS1"},

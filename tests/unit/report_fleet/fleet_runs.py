@@ -16,8 +16,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-ERA_D = REPO.parent / "shared" / "fixtures" / "mad" / "eraD_2025-06_rocm6.4.1"
+from tests.conftest import FIXTURES
+
+ERA_D = FIXTURES / "mad" / "eraD_2025-06_rocm6.4.1"
 SUMMARY = "reports_float16_vllm_rocm6.4.1/summary"
 NAME = "Llama-3.1-8B-Instruct"
 MODEL = f"meta-llama/{NAME}"

@@ -1,4 +1,4 @@
-"""Locate the shared MAD fixture files (``<repo>/../shared/fixtures/mad``)."""
+"""The MAD report files of every era (``tests/fixtures/mad``)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-MAD_FIXTURES = REPO.parent / "shared" / "fixtures" / "mad"
-
 
 @pytest.fixture
-def mad_dir() -> Path:
+def mad_dir(fixtures_dir: Path) -> Path:
     """The read-only MAD fixture folder."""
-    assert MAD_FIXTURES.is_dir(), f"shared fixtures missing at {MAD_FIXTURES}"
-    return MAD_FIXTURES
+    return fixtures_dir / "mad"
 
 
 @pytest.fixture
