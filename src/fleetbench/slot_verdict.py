@@ -46,6 +46,8 @@ PARTIAL = "failed:partial"
 TIMEOUT = "failed:timeout"
 
 LOG_NAME = "benchmark.log"
+#: A slot's folder under its host's folder: ``slot0``, ``slot1``, …
+SLOT_FOLDER = re.compile(r"slot\d+")
 # A summary names one log line, not a page of it.
 SIGNATURE_LIMIT = 200
 
@@ -269,10 +271,11 @@ def scenario_points(requested: str, files: SlotFiles) -> list[ScenarioPoints]:
 
 def judge_slot(requested: str, files: SlotFiles, *, exit_code: int | None = None,
                timed_out: bool = False, oom_killed: bool = False,
-               timeout_s: int | None = None) -> SlotVerdict:
+               timeout_s: int | None = None, collected: bool = True) -> SlotVerdict:
     """Judge one slot from its files; the exit code, OOM kill and timeout only explain.
 
-    ``requested`` is the scenario the slot was asked to run (``--scenario``).
+    ``requested`` is the scenario the slot was asked to run (``--scenario``);
+    ``collected`` False says the host's files never reached the controller.
     """
     points = scenario_points(requested, files)
     measured = sum(p.measured for p in points)
@@ -294,7 +297,9 @@ def judge_slot(requested: str, files: SlotFiles, *, exit_code: int | None = None
                      + (" with every report written" if status == OK else ""))
     if oom_killed:
         notes.append("the container was killed for lack of memory")
-    if files.log is None:
+    if not collected:
+        notes.append("nothing was collected from the host")
+    elif files.log is None:
         notes.append(f"no {LOG_NAME}")
     elif status != OK or notes:
         signature = failure_signature(files.log)
@@ -319,15 +324,28 @@ def read_slot(folder: Path) -> SlotFiles:
     return SlotFiles(records=tuple(r for _, records in parsed for r in records), log=log)
 
 
-def judge_slot_folder(folder: Path, requested: str, entry: Mapping[str, Any],
-                      timeout_s: int | None = None) -> SlotVerdict:
-    """:func:`judge_slot` on a collected slot folder, with the slot's recorded exit code,
-    OOM kill and timeout (``entry``: the manifest's slot entry)."""
-    exit_code = entry.get("exit_code")
-    return judge_slot(requested, read_slot(folder),
-                      exit_code=exit_code if isinstance(exit_code, int) else None,
-                      timed_out=bool(entry.get("timed_out")),
-                      oom_killed=bool(entry.get("oom_killed")), timeout_s=timeout_s)
+def judge_slots(host_dir: Path, slots: Mapping[str, Mapping[str, Any]], requested: str, *,
+                timeout_s: int | None = None, collected: bool = True
+                ) -> dict[str, dict[str, Any]]:
+    """The slots' manifest entries, each slot that ran judged from its folder under
+    ``host_dir``: ``status`` and ``summary`` become the verdict's, the rest is kept.
+
+    Slots that never started (``skipped:…``) are kept as they are.
+    """
+    judged: dict[str, dict[str, Any]] = {}
+    for name, entry in slots.items():
+        started = not str(entry.get("status") or "").startswith("skipped")
+        if not started or not SLOT_FOLDER.fullmatch(name):
+            judged[name] = dict(entry)
+            continue
+        exit_code = entry.get("exit_code")
+        verdict = judge_slot(
+            requested, read_slot(host_dir / name) if collected else SlotFiles(),
+            exit_code=exit_code if isinstance(exit_code, int) else None,
+            timed_out=bool(entry.get("timed_out")), oom_killed=bool(entry.get("oom_killed")),
+            timeout_s=timeout_s, collected=collected)
+        judged[name] = {**entry, "status": verdict.status, "summary": verdict.summary}
+    return judged
 
 
 def failed_slots_reason(slots: Mapping[str, Mapping[str, Any]]) -> str | None:

@@ -19,7 +19,7 @@ from fleetbench.slot_verdict import (
     failed_slots_reason,
     failure_signature,
     judge_slot,
-    judge_slot_folder,
+    judge_slots,
     planned_points,
     read_slot,
 )
@@ -163,10 +163,36 @@ def test_exit_0_with_every_vllm_call_failed_is_no_results(tmp_path: Path) -> Non
         "the script exited 0; log shows: torch.OutOfMemoryError: HIP out of memory.")
 
 
-def test_nothing_collected_is_no_results(tmp_path: Path) -> None:
-    verdict = judge_slot_folder(tmp_path / "slot3", "latency", {"exit_code": 91})
-    assert verdict.status == NO_RESULTS
-    assert verdict.summary == "latency: no results; the script exited 91; no benchmark.log"
+def test_a_slot_folder_without_files_is_no_results(tmp_path: Path) -> None:
+    slots = {"slot3": {"status": "exited", "exit_code": 91, "hip_visible_devices": "24"}}
+    judged = judge_slots(tmp_path, slots, "latency")
+    assert judged == {"slot3": {
+        "status": NO_RESULTS, "exit_code": 91, "hip_visible_devices": "24",
+        "summary": "latency: no results; the script exited 91; no benchmark.log"}}
+
+
+def test_slots_of_a_host_whose_files_never_came_back(tmp_path: Path) -> None:
+    slot_from(tmp_path, ERA_D, sweep_log(ERA_D_POINTS))  # an earlier attempt's files
+    slots = {"slot0": {"status": "exited", "exit_code": 0},
+             "slot1": {"status": "failed:timeout", "exit_code": 137, "timed_out": True},
+             "slot7": {"status": "skipped:gpus", "summary": "slot7 needs GPU 63"}}
+    judged = judge_slots(tmp_path, slots, "all", timeout_s=60, collected=False)
+    assert judged["slot0"]["status"] == NO_RESULTS
+    assert judged["slot0"]["summary"] == (
+        "latency: no results; throughput: no results; the script exited 0; "
+        "nothing was collected from the host")
+    assert judged["slot1"]["status"] == TIMEOUT
+    assert judged["slot1"]["summary"].startswith("killed after the 60s timeout;")
+    assert judged["slot7"] == slots["slot7"]
+
+
+def test_every_slot_that_ran_is_judged_from_its_folder(tmp_path: Path) -> None:
+    slot_from(tmp_path, ERA_D, sweep_log(ERA_D_POINTS))
+    judged = judge_slots(tmp_path, {"slot0": {"status": "exited", "exit_code": 1,
+                                              "oom_killed": False, "timed_out": False}}, "all")
+    assert judged["slot0"]["status"] == OK
+    assert judged["slot0"]["exit_code"] == 1
+    assert "the script exited 1 with every report written" in judged["slot0"]["summary"]
 
 
 def test_a_report_that_cannot_be_read_is_no_results(tmp_path: Path) -> None:
