@@ -149,9 +149,8 @@ def planned_points(log: str) -> dict[str, int]:
 
 
 def announced_scenarios(log: str) -> set[str]:
-    """Scenarios whose sweep the log shows starting (section header or a point line)."""
-    found = {match["scenario"].lower() for match in _SECTION_LINE.finditer(log)}
-    return found | set(planned_points(log))
+    """Scenarios whose sweep the log announces (``[INFO] SERVING`` and the like)."""
+    return {match["scenario"].lower() for match in _SECTION_LINE.finditer(log)}
 
 
 def failure_signature(log: str) -> str | None:
@@ -261,7 +260,7 @@ def scenario_points(requested: str, files: SlotFiles) -> list[ScenarioPoints]:
     """Measured, failed and planned points of every scenario the slot had to run."""
     counts = count_points(files.records)
     planned = planned_points(files.log) if files.log else {}
-    shown = set(counts) | (announced_scenarios(files.log) if files.log else set())
+    shown = {*counts, *planned, *(announced_scenarios(files.log) if files.log else ())}
     return [ScenarioPoints(scenario, *counts.get(scenario, (0, 0)), planned.get(scenario))
             for scenario in expected_scenarios(requested, shown)]
 

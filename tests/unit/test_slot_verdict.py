@@ -226,6 +226,16 @@ def test_serving_that_never_started_is_missing_from_an_era_d_all(tmp_path: Path)
     assert verdict.summary.startswith("serving: 0 of 4 points;")
 
 
+def test_a_serving_sweep_the_log_announces_is_expected(tmp_path: Path) -> None:
+    # The serving section began, then the container died before its first point.
+    log = sweep_log({k: v for k, v in ERA_D_POINTS.items() if k != "serving"},
+                    tail="[INFO] SERVING\nKilled\n")
+    slot = slot_from(tmp_path, ERA_D, log, drop=(f"{NAME}_serving_report.csv", "perf_*"))
+    verdict = judge_slot("all", read_slot(slot), exit_code=137)
+    assert (verdict.status, verdict.summary) == (
+        PARTIAL, "serving: no results; the script exited 137; log shows: Killed")
+
+
 def test_points_missing_from_a_report_are_counted(tmp_path: Path) -> None:
     slot = slot_from(tmp_path, ERA_D, sweep_log(ERA_D_POINTS), drop=("perf_*",))
     report = slot / "MAD" / "scripts" / "vllm" / ERA_D_SUMMARY / f"{NAME}_latency_report.csv"
