@@ -208,7 +208,6 @@ def test_slots_are_judged_by_their_results_not_the_scripts_exit_code(
     assert {p.stat().st_size for p in (run_dir / "hosts" / "lab01").glob(
         "slot*/MAD/scripts/perf_*.csv")} == {1}
     assert len(summary_reports(run_dir / "hosts" / "lab03")) == 2
-    assert fleetbench_containers() == []
 
 
 def test_mad_checkout_without_the_script_fails_clearly(run_lab: LabFleet, tmp_path: Path) -> None:
