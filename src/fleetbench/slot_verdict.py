@@ -49,7 +49,7 @@ LOG_NAME = "benchmark.log"
 #: A slot's folder under its host's folder: ``slot0``, ``slot1``, …
 SLOT_FOLDER = re.compile(r"slot\d+")
 # A summary names one log line, not a page of it.
-SIGNATURE_LIMIT = 200
+SIGNATURE_LIMIT = 160
 
 # `echo $model $mode $bat $tp $inp $out` (serving adds max_concurrency) before each point.
 _POINT_LINE = re.compile(

@@ -11,6 +11,7 @@ from fleetbench.slot_verdict import (
     NO_RESULTS,
     OK,
     PARTIAL,
+    SIGNATURE_LIMIT,
     TIMEOUT,
     ScenarioPoints,
     SlotFiles,
@@ -352,7 +353,7 @@ def test_a_clean_log_has_no_failure_signature() -> None:
 
 def test_a_long_failure_line_is_cut() -> None:
     found = failure_signature("ValueError: out of memory " + "x" * 500 + "\n")
-    assert found is not None and len(found) == 200 and found.endswith("…")
+    assert found is not None and len(found) == SIGNATURE_LIMIT and found.endswith("…")
 
 
 def test_a_traceback_without_its_end_names_itself() -> None:
