@@ -172,8 +172,8 @@ def plan_waves(slots: Sequence[dict[str, Any]], scenario: str, available_gpus: i
                     devices=tuple(int(d) for d in str(raw["hip_visible_devices"]).split(",")))
         if available_gpus and max(slot.devices) >= available_gpus:
             skipped.append({
-                **slot.to_dict(), "container": None, "ok": False, "status": "skipped:gpus",
-                "exit_code": None, "timed_out": False,
+                **slot.to_dict(), "container": None, "status": "skipped:gpus",
+                "exit_code": None, "oom_killed": False, "timed_out": False, "report_rows": 0,
                 "summary": f"{slot.name} needs GPU {max(slot.devices)}, the host has "
                            f"{available_gpus}",
             })

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import shutil
 import signal
 import tarfile
 import tempfile
@@ -30,6 +31,7 @@ from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
 from fleetbench.plan import RunPlan, assign_slots, needs_token, validate_choices
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
+from fleetbench.slot_verdict import SLOT_FOLDER, failed_slots_reason, judge_slots
 from fleetbench.token_server import serve_token
 
 MANIFEST = "manifest.json"
@@ -76,6 +78,9 @@ def _utc_now() -> str:
 
 # Roles whose failures belong to another step of the guide.
 _STEP_OF_ROLE = {"benchmark_verdict": "benchmark"}
+# Roles whose failure is a verdict for plain ansible-playbook runs: fleetbench judges the
+# slots itself from the collected files (_record_host), so they never decide a host here.
+_JUDGED_ON_THE_CONTROLLER = frozenset({"benchmark_verdict"})
 
 
 def _step_of(result: TaskResult) -> str:
@@ -111,7 +116,8 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
         if result.outcome == "unreachable" and not status:
             entry["status"] = "unreachable"
             status, reason = "unreachable", result.message
-        elif result.outcome == "failed" and not result.ignored and not status:
+        elif (result.outcome == "failed" and not result.ignored and not status
+              and result.role not in _JUDGED_ON_THE_CONTROLLER):
             entry["status"] = "failed"
             status, reason = _failure_status(step, result), result.message
     if not status:
@@ -130,11 +136,23 @@ def _failure_status(step: str, result: TaskResult) -> str:
 
 
 def _slot_entry(slot: Mapping[str, Any]) -> dict[str, Any]:
+    # The status is the host's word until the controller judges the slot's files.
     return {
         "status": slot.get("status"), "hip_visible_devices": slot.get("hip_visible_devices"),
-        "exit_code": slot.get("exit_code"), "timed_out": slot.get("timed_out", False),
-        "summary": slot.get("summary", ""),
+        "exit_code": slot.get("exit_code"), "oom_killed": slot.get("oom_killed", False),
+        "timed_out": slot.get("timed_out", False), "summary": slot.get("summary", ""),
     }
+
+
+def with_slot_verdicts(outcome: HostOutcome) -> HostOutcome:
+    """A host whose steps went well ends ``failed:benchmark`` when a slot is not ``ok``."""
+    reason = failed_slots_reason(outcome.slots)
+    if outcome.status != "ok" or reason is None:
+        return outcome
+    steps = {name: dict(step) for name, step in outcome.steps.items()}
+    if "benchmark" in steps:
+        steps["benchmark"]["status"] = "failed"
+    return dataclasses.replace(outcome, status="failed:benchmark", reason=reason, steps=steps)
 
 
 def _digest(image: Mapping[str, Any]) -> str | None:
@@ -386,19 +404,27 @@ def cleanup_status(results: tuple[TaskResult, ...],
 
 
 def _record_host(host: str, run: PlaybookRun | None, hosts_dir: Path,
-                 previous: Mapping[str, Any]) -> HostOutcome:
-    """Unpack what was fetched from ``host`` and judge how it ended."""
+                 previous: Mapping[str, Any], plan: RunPlan) -> HostOutcome:
+    """Unpack what was fetched from ``host``, judge its slots from their files, and how the
+    host ended."""
     archive = hosts_dir / f"{host}.tar.gz"
     fetched = archive.exists()
-    if fetched:
-        unpack_archive(archive, hosts_dir / host)
     outcome = host_outcome(host, run.for_host(host) if run else (), fetched)
+    if fetched:
+        # A slot run again is judged by this attempt's files only, not by an earlier one's.
+        for name in outcome.slots:
+            if SLOT_FOLDER.fullmatch(name):
+                shutil.rmtree(hosts_dir / host / name, ignore_errors=True)
+        unpack_archive(archive, hosts_dir / host)
     if run is not None and run.status == "canceled" and not fetched and outcome.status in {
             "ok", "failed:incomplete"}:
         outcome = dataclasses.replace(outcome, status="failed:interrupted",
                                       reason="the run was interrupted")
+    judged = judge_slots(hosts_dir / host, outcome.slots, plan.scenario,
+                         timeout_s=plan.timeout_s, collected=fetched)
     # A resumed host keeps the slots that finished before.
-    outcome = dataclasses.replace(outcome, slots={**previous.get("slots", {}), **outcome.slots})
+    outcome = with_slot_verdicts(dataclasses.replace(
+        outcome, slots={**previous.get("slots", {}), **judged}))
     if outcome.preflight is not None:
         host_dir = hosts_dir / host
         host_dir.mkdir(exist_ok=True)
@@ -443,7 +469,8 @@ def execute(
         run, cleanup = _play(request, manifest["run_id"], hosts, slots_by_host=slots_by_host,
                              collect_dest=hosts_dir, on_result=on_result, on_step=on_step)
     for host in hosts:
-        outcome = _record_host(host, run, hosts_dir, manifest["hosts"].get(host, {}))
+        outcome = _record_host(host, run, hosts_dir, manifest["hosts"].get(host, {}),
+                               request.plan)
         if request.mad_snapshot is not None and "mad" in outcome.steps:
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         manifest["hosts"][host] = outcome.to_dict()

@@ -147,9 +147,11 @@ def test_failing_and_hanging_benchmarks(run_lab: LabFleet, tmp_path: Path) -> No
     hosts = manifest(run_dir)["hosts"]
     assert set(hosts) == {"lab01", "lab02", "lab03"}
     assert hosts["lab01"]["status"] == "failed:benchmark"
-    assert {s["status"] for s in hosts["lab01"]["slots"].values()} == {"failed:benchmark"}
+    # Every vLLM call failed; MAD's script went on and exited 0: no results.
+    assert {(s["status"], s["exit_code"]) for s in hosts["lab01"]["slots"].values()} == {
+        ("failed:no-results", 0)}
     log = (run_dir / "hosts" / "lab01" / "slot0" / "benchmark.log").read_text()
-    assert "Error" in log or "error" in log  # the failing benchmark's own words, collected
+    assert "torch.OutOfMemoryError" in log  # the failing benchmark's own words, collected
     assert hosts["lab02"]["status"] == "failed:benchmark"
     assert {s["status"] for s in hosts["lab02"]["slots"].values()} == {"failed:timeout"}
     assert (run_dir / "hosts" / "lab02" / "slot0" / "benchmark.log").exists()
@@ -167,6 +169,45 @@ def test_failing_and_hanging_benchmarks(run_lab: LabFleet, tmp_path: Path) -> No
     assert kept.stat().st_mtime_ns == before
     assert len(summary_reports(run_dir / "hosts" / "lab01")) == 2
     assert fleetbench_containers() == []
+
+
+def test_slots_are_judged_by_their_results_not_the_scripts_exit_code(
+        run_lab: LabFleet, tmp_path: Path) -> None:
+    run_lab.set("lab01", "bench=fail")  # every vLLM call fails; the script exits 0
+    run_lab.set("lab02", "bench=fail", "fail_after=3")  # 3 of the 8 latency points measured
+    run_lab.set("lab03", "perf_csv=missing")  # every report written; the final mv exits 1
+    try:
+        code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs")
+    finally:
+        for host in ("lab01", "lab02", "lab03"):
+            run_lab.restore(host)
+    assert code == 1
+    run_dir = Path(summary["run_dir"])
+    hosts = manifest(run_dir)["hosts"]
+    assert {h: e["status"] for h, e in hosts.items()} == {
+        "lab01": "failed:benchmark", "lab02": "failed:benchmark", "lab03": "ok", "lab04": "ok"}
+
+    for slot in hosts["lab01"]["slots"].values():
+        assert (slot["status"], slot["exit_code"], slot["oom_killed"], slot["timed_out"]) == (
+            "failed:no-results", 0, False, False)
+        assert slot["summary"].startswith("latency: 0 of 8 points; the script exited 0; "
+                                          "log shows: torch.OutOfMemoryError: HIP out of memory")
+    assert hosts["lab01"]["reason"].startswith("2 of 2 slots not ok: slot0, slot1 "
+                                               "failed:no-results (latency: 0 of 8 points;")
+    for slot in hosts["lab02"]["slots"].values():
+        assert (slot["status"], slot["exit_code"]) == ("failed:partial", 0)
+        assert slot["summary"].startswith("latency: 3 of 8 points; the script exited 0; "
+                                          "log shows: torch.OutOfMemoryError")
+    for slot in hosts["lab03"]["slots"].values():
+        assert (slot["status"], slot["exit_code"]) == ("ok", 1)
+        assert slot["summary"].startswith("latency: 8 of 8 points; the script exited 1 with "
+                                          "every report written; log shows: "
+                                          "ModuleNotFoundError: No module named 'pandas'")
+    assert {s["status"] for s in hosts["lab04"]["slots"].values()} == {"ok"}
+    # What the verdicts were judged from came back: lab01's 1-byte perf files, lab03's reports.
+    assert {p.stat().st_size for p in (run_dir / "hosts" / "lab01").glob(
+        "slot*/MAD/scripts/perf_*.csv")} == {1}
+    assert len(summary_reports(run_dir / "hosts" / "lab03")) == 2
 
 
 def test_mad_checkout_without_the_script_fails_clearly(run_lab: LabFleet, tmp_path: Path) -> None:

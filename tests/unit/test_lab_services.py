@@ -53,6 +53,17 @@ def test_bench_settings_are_validated() -> None:
         "host": "lab01", "mode": "hang", "factor": "0.8"}
 
 
+def test_bench_settings_plant_partial_failures_and_a_failing_perf_step() -> None:
+    assert fleet._bench_settings({"bench": "fail", "fail_after": "3", "perf_csv": "missing"},
+                                 {"host": "lab01"}) == {
+        "host": "lab01", "mode": "fail", "fail_after": "3", "perf_csv": "missing"}
+    assert fleet._bench_settings({"fail_after": "0"}, {})["fail_after"] == "0"
+    with pytest.raises(LabError, match="not a count of points"):
+        fleet._bench_settings({"fail_after": "-1"}, {})
+    with pytest.raises(LabError, match="perf_csv=written or perf_csv=missing"):
+        fleet._bench_settings({"perf_csv": "gone"}, {})
+
+
 def test_stopping_a_service_leaves_no_process_it_forks_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Like sshd taking a connection (an ssh client retrying at once) while it is stopped:

@@ -34,7 +34,10 @@ from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT, gpu, image, mad,
 
 LAB_FILE = "lab.json"
 BENCH_MODES = ("ok", "fail", "hang", "slow")
-BENCH_KEYS = ("bench", "factor", "slow_s")
+# perf_csv=missing plants a perf step that fails after every report was written: MAD's
+# script then exits 1 from its final mv. fail_after: points measured before bench=fail.
+PERF_CSV = ("written", "missing")
+BENCH_KEYS = ("bench", "factor", "slow_s", "fail_after", "perf_csv")
 SSHD_KEY = "sshd"
 GPU_STATE_FILE = "gpu-state.json"
 
@@ -167,6 +170,14 @@ def _bench_settings(settings: Mapping[str, str], current: dict[str, str]) -> dic
             if value not in BENCH_MODES:
                 raise LabError(f"bench={value} is not a mode — use one of {', '.join(BENCH_MODES)}")
             updated["mode"] = value
+        elif key == "perf_csv":
+            if value not in PERF_CSV:
+                raise LabError(f"perf_csv={value} — use perf_csv=written or perf_csv=missing")
+            updated[key] = value
+        elif key == "fail_after":
+            if not value.isdigit():
+                raise LabError(f"fail_after={value} is not a count of points — e.g. fail_after=3")
+            updated[key] = str(int(value))
         else:
             try:
                 number = float(value)

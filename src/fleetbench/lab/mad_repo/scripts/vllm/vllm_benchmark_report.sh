@@ -9,6 +9,11 @@
 # column order, number formats, line endings) filled with synthetic numbers that
 # depend on the model, tp, dtype, the host and the GPU slot.
 #
+# Like the real script it goes on when a vLLM call fails (that point gets no report
+# row), and its exit status is that of its last command, the perf file's `mv`: 0 when
+# every vLLM call failed (the perf file is then one empty line), 1 when only the perf
+# file could not be made although every report was written.
+#
 # Runs under bash with busybox applets only: awk mkdir mv sleep.
 #
 ###############################################################################
@@ -23,10 +28,13 @@
 ## Lab knobs: key=value lines in /fleetbench-lab/bench.env ($FLEETBENCH_LAB_ENV overrides
 ## the path; no file = a healthy host called "localhost"):
 #   host=lab01     seeds this host's few-percent spread
-#   mode=ok        ok | fail (error mid-way, exit 1) | hang (never returns) | slow
+#   mode=ok        ok | fail (vLLM runs out of memory on every point after fail_after;
+#                  the script goes on and exits 0) | hang (never returns) | slow
 #   factor=1.0     multiplies throughput and divides latency (plants a slow host)
 #   slow_s=2       seconds per point in slow mode
-#   fail_after=2   points written before the error in fail mode
+#   fail_after=0   points measured before vLLM starts failing in fail mode
+#   perf_csv=written  written | missing (the perf step fails, so the final mv does:
+#                  every report written, exit 1)
 
 # Model ids and device lists are split on purpose; never glob them.
 set -f
@@ -90,7 +98,8 @@ lab_host=localhost
 lab_mode=ok
 lab_factor=1.0
 lab_slow_s=2
-lab_fail_after=2
+lab_fail_after=0
+lab_perf_csv=written
 if [[ -r "$lab_env" ]]; then
     while IFS= read -r line || [[ -n "$line" ]]; do
         line=${line%$'\r'}
@@ -103,6 +112,7 @@ if [[ -r "$lab_env" ]]; then
             factor) lab_factor=$value ;;
             slow_s) lab_slow_s=$value ;;
             fail_after) lab_fail_after=$value ;;
+            perf_csv) lab_perf_csv=$value ;;
         esac
     done < "$lab_env"
 fi
@@ -118,6 +128,10 @@ esac
     || lab_fail "factor '$lab_factor' is not a positive number"
 [[ "$lab_slow_s" =~ ^[0-9]+([.][0-9]+)?$ ]] || lab_fail "slow_s '$lab_slow_s' is not a number of seconds"
 [[ "$lab_fail_after" =~ ^[0-9]+$ ]] || lab_fail "fail_after '$lab_fail_after' is not a count"
+case $lab_perf_csv in
+    written|missing) ;;
+    *) lab_fail "perf_csv '$lab_perf_csv' is not written or missing" ;;
+esac
 
 # Visible devices as the HIP runtime sees them; unset = every GPU of the container.
 split_devices() {
@@ -178,7 +192,6 @@ vlog() {
 }
 
 # ---------------------------------------------------------------- vLLM-side failures
-vllm_checked=0
 points_done=0
 
 fail_gated() {
@@ -216,7 +229,7 @@ fail_gated() {
         "Access to model ${model} is restricted. You must have access to it and be authenticated to access it. Please log in."
     )
     printf '%s\n' "${cat_lines[@]}" >&2
-    exit 1
+    return 1
 }
 
 fail_not_a_model() {
@@ -226,7 +239,7 @@ fail_not_a_model() {
         "    main(args)" \
         "OSError: ${model} is not a local folder and is not a valid model identifier listed on 'https://huggingface.co/models'" \
         "If this is a private repository, make sure to pass a token having permission to this repo either by logging in with \`huggingface-cli login\` or by passing \`token=<your_token>\`" >&2
-    exit 1
+    return 1
 }
 
 fail_devices() {
@@ -237,7 +250,7 @@ fail_devices() {
         "  File \"/usr/local/lib/python3.12/dist-packages/vllm/config.py\", line 1771, in __post_init__" \
         "    raise ValueError(" \
         "ValueError: $2" >&2
-    exit 1
+    return 1
 }
 
 fail_oom() {
@@ -248,41 +261,54 @@ fail_oom() {
         "  File \"/usr/local/lib/python3.12/dist-packages/vllm/worker/model_runner.py\", line 1291, in profile_run" \
         "    self.execute_model(model_input, kv_caches, intermediate_tensors)" \
         "torch.OutOfMemoryError: HIP out of memory. Tried to allocate 3.50 GiB. GPU 0 has a total capacity of 191.98 GiB of which 1.12 GiB is free. Of the allocated memory 184.37 GiB is allocated by PyTorch, and 4.87 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting PYTORCH_HIP_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See documentation for Memory Management  (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)" >&2
-    exit 1
+    return 1
 }
 
-# What vLLM checks when it loads the model, and what the lab plants; before every point.
+# What vLLM checks when it loads the model, and what the lab plants; before every point
+# (each point is a vLLM process of its own). Returns 1 when vLLM fails on the point,
+# after printing what vLLM prints.
 point_begin() {
     local mode=$1
-    if (( ! vllm_checked )); then
-        vllm_checked=1
-        vlog "__init__.py:239" "Automatically detected platform rocm."
-        [[ "$model" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || fail_not_a_model "$mode"
-        case $model in
-            meta-llama/*|mistralai/*) [[ -n "${HF_TOKEN:-}" ]] || fail_gated "$mode" ;;
-        esac
-        if [[ -n "${HIP_VISIBLE_DEVICES+set}" ]]; then
-            local count=${#devices[@]}
-            if (( count == 0 )); then
-                fail_devices "$mode" "No HIP GPUs are available (HIP_VISIBLE_DEVICES is empty)"
-            elif (( tp > count )); then
-                fail_devices "$mode" "tensor parallel size $tp is larger than the number of visible devices $count (HIP_VISIBLE_DEVICES=$HIP_VISIBLE_DEVICES)"
-            elif (( tp < count )); then
-                # vLLM would idle the extra GPUs; in the lab a slot is exactly its devices.
-                fail_devices "$mode" "tensor parallel size $tp does not use all $count visible devices (HIP_VISIBLE_DEVICES=$HIP_VISIBLE_DEVICES): one slot per container"
-            fi
+    vlog "__init__.py:239" "Automatically detected platform rocm."
+    [[ "$model" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || { fail_not_a_model "$mode"; return 1; }
+    case $model in
+        meta-llama/*|mistralai/*) [[ -n "${HF_TOKEN:-}" ]] || { fail_gated "$mode"; return 1; } ;;
+    esac
+    if [[ -n "${HIP_VISIBLE_DEVICES+set}" ]]; then
+        local count=${#devices[@]}
+        if (( count == 0 )); then
+            fail_devices "$mode" "No HIP GPUs are available (HIP_VISIBLE_DEVICES is empty)"
+            return 1
+        elif (( tp > count )); then
+            fail_devices "$mode" "tensor parallel size $tp is larger than the number of visible devices $count (HIP_VISIBLE_DEVICES=$HIP_VISIBLE_DEVICES)"
+            return 1
+        elif (( tp < count )); then
+            # vLLM would idle the extra GPUs; in the lab a slot is exactly its devices.
+            fail_devices "$mode" "tensor parallel size $tp does not use all $count visible devices (HIP_VISIBLE_DEVICES=$HIP_VISIBLE_DEVICES): one slot per container"
+            return 1
         fi
-        vlog "config.py:3362" "Using max model len 131072"
-        vlog "llm_engine.py:240" "Initializing a V0 LLM engine (v0.9.1) with config: model='${model}', dtype=${datatype}, tensor_parallel_size=${tp}, seed=0"
     fi
+    vlog "config.py:3362" "Using max model len 131072"
+    vlog "llm_engine.py:240" "Initializing a V0 LLM engine (v0.9.1) with config: model='${model}', dtype=${datatype}, tensor_parallel_size=${tp}, seed=0"
     case $lab_mode in
         hang)
             vlog "custom_all_reduce.py:146" "Registering CUDA graph addresses for ${tp} ranks"
             while :; do sleep 1; done
             ;;
         slow) sleep "$lab_slow_s" ;;
-        fail) (( points_done < lab_fail_after )) || fail_oom "$mode" ;;
+        fail) (( points_done < lab_fail_after )) || { fail_oom "$mode"; return 1; } ;;
     esac
+}
+
+# MAD's report step runs after every vLLM call, also after a failed one: without vLLM's
+# JSON it fails too, and that point gets no row.
+report_without_json() {
+    printf '%s\n' \
+        "Traceback (most recent call last):" \
+        "  File \"/workspace/MAD/scripts/vllm/vllm_benchmark_report.py\", line 75, in <module>" \
+        "    with open(args.input_json, newline='') as inpf:" \
+        "         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^" \
+        "FileNotFoundError: [Errno 2] No such file or directory: '$1'" >&2
 }
 
 # Python's repr of a float written with at most $2 decimals: no trailing zeros, ".0" kept.
@@ -321,7 +347,7 @@ run_latency() {
             for bat in $Bat; do
                 outjson=${report_dir}/${model_name}_${mode}_bs${bat}_in${inp}_out${out}_${datatype}.json
                 echo "$model $mode $bat $tp $inp $out"
-                point_begin "$mode"
+                point_begin "$mode" || { report_without_json "$outjson"; continue; }
                 result=$(awk -v name="$model_name" -v tp="$tp" -v inp="$inp" -v out="$out" \
                     -v bs="$bat" -v dt="$datatype" -v s="$scale" -v m="$speed" -v json="$outjson" \
                     "$AWK_LIB"'BEGIN {
@@ -355,7 +381,7 @@ run_throughput() {
         out=${req_in_out##*:}
         outjson=${report_dir}/${model_name}_${mode}_req${req}_in${inp}_out${out}_${datatype}.json
         echo "$model $mode $req $tp $inp $out"
-        point_begin "$mode"
+        point_begin "$mode" || { report_without_json "$outjson"; continue; }
         result=$(awk -v name="$model_name" -v tp="$tp" -v inp="$inp" -v out="$out" \
             -v req="$req" -v dt="$datatype" -v s="$scale" -v m="$speed" -v json="$outjson" \
             "$AWK_LIB"'BEGIN {
@@ -387,7 +413,7 @@ run_serving() {
         mc=${rest#*:}
         outjson=${report_dir}/${model_name}_${mode}_req${prompts}_in${inp}_out${out}_mc${mc}_${datatype}.json
         echo "$model $mode $prompts $tp $inp $out $mc"
-        point_begin "$mode"
+        point_begin "$mode" || { report_without_json "$outjson"; continue; }
         if [[ -z "$server_up" ]]; then
             server_up=1
             vlog "api_server.py:1336" "Starting vLLM API server 0 on http://0.0.0.0:8000"
@@ -445,18 +471,29 @@ fi
 if [[ "$scenario" == "serving" || "$scenario" == "all" ]]; then
     run_serving
 fi
-# A planted failure always fails, even when fail_after outlasts the sweep.
-[[ "$lab_mode" != "fail" ]] || fail_oom "$scenario"
-
 echo "Generate report of multiple results"
 # MAD's parse_csv.py (pandas, LF): every row of every summary report, the configuration
-# packed into the model string, the value as a float.
+# packed into the model string, the value as a float; an empty table (one empty line)
+# when there is no summary report.
 perf_csv=perf_${model_name}.csv
 summaries=()
 for kind in latency throughput serving; do
-    [[ -f "${report_summary_dir}/${model_name}_${kind}_report.csv" ]] \
-        && summaries+=("${report_summary_dir}/${model_name}_${kind}_report.csv")
+    if [[ -f "${report_summary_dir}/${model_name}_${kind}_report.csv" ]]; then
+        summaries+=("${report_summary_dir}/${model_name}_${kind}_report.csv")
+    else
+        echo "The file of ${kind} summary is not found."
+    fi
 done
+if [[ "$lab_perf_csv" == missing ]]; then
+    # The perf step itself fails (an image without pandas): no perf file to move.
+    printf '%s\n' \
+        "Traceback (most recent call last):" \
+        "  File \"/workspace/MAD/scripts/vllm/parse_csv.py\", line 4, in <module>" \
+        "    import pandas as pd" \
+        "ModuleNotFoundError: No module named 'pandas'" >&2
+elif (( ${#summaries[@]} == 0 )); then
+    printf '\n' > "$perf_csv"
+else
 awk -F, -v OFS=, '
     function f(v) { return (v ~ /[.eEn]/) ? v : v ".0" }
     BEGIN { print "model,performance,metric" }
@@ -478,4 +515,6 @@ awk -F, -v OFS=, '
         print key "median_e2el", f($14), "ms"
     }
 ' "${summaries[@]}" > "$perf_csv"
+fi
+# The real script's last command: its status is the script's.
 mv "$perf_csv" ../
