@@ -29,6 +29,7 @@ options:
 author: fleetbench
 """
 
+import contextlib
 import fnmatch
 import os
 import subprocess
@@ -38,7 +39,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def docker(args, timeout=120):
-    return subprocess.run(["docker"] + args, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
                           check=False)
 
 
@@ -76,26 +77,24 @@ def main():
     if module.params["remove"]:
         # Every container of the wave has started and read it (a bind mount keeps the file
         # for a container that opens it later): it need not wait on the host for the wave.
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(module.params["remove"])
-        except FileNotFoundError:
-            pass
         removed = True
     slots = module.params["slots"]
     names = [slot["container"] for slot in slots]
     started = time.time()
     timed_out = False
     try:
-        docker(["wait"] + names, timeout=module.params["timeout"])
+        docker(["wait", *names], timeout=module.params["timeout"])
     except subprocess.TimeoutExpired:
         timed_out = True
-        docker(["kill"] + names)
+        docker(["kill", *names])
     results = []
     for slot in slots:
         state = docker(["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} "
                         "{{.State.OOMKilled}}", slot["container"]])
         if state.returncode != 0:
-            module.fail_json(msg="cannot inspect %s: %s" % (slot["container"],
+            module.fail_json(msg="cannot inspect {}: {}".format(slot["container"],
                                                              state.stderr.strip()))
         _status, code, oom = state.stdout.split()
         code = int(code)
@@ -104,16 +103,16 @@ def main():
         entry = dict(slot)
         entry.update(exit_code=code, timed_out=timed_out, oom_killed=oom == "true",
                      report_rows=rows)
-        found = "" if rows is None else "; %s report row%s on the host" % (
+        found = "" if rows is None else "; {} report row{} on the host".format(
             rows, "" if rows == 1 else "s")
         if timed_out:
             entry["status"] = "failed:timeout"
-            entry["summary"] = "%s killed after the %ss timeout%s" % (
+            entry["summary"] = "{} killed after the {}s timeout{}".format(
                 slot["name"], module.params["timeout"], found)
         else:
             # How the script ended, not whether it measured anything: see the docstring.
             entry["status"] = "exited"
-            entry["summary"] = "%s exited %s%s%s (see %s/benchmark.log)" % (
+            entry["summary"] = "{} exited {}{}{} (see {}/benchmark.log)".format(
                 slot["name"], code, " (killed for lack of memory)" if oom == "true" else "",
                 found, slot["name"])
         results.append(entry)
