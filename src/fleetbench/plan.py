@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetbench.errors import BadInput
+from fleetbench.secrets import Secret, is_secret_name
 
 DTYPES = ("float16", "bfloat16", "float8")
 SCENARIOS = ("latency", "throughput", "serving", "all")
@@ -21,6 +22,11 @@ DEFAULT_IMAGE = "rocm/vllm:instinct_main"
 GATED_ORGS = ("meta-llama", "mistralai", "google")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Stricter than the controller's own filter: a *KEY* variable in a container is a secret.
+_KEY_WORD = re.compile(r"(^|_)KEYS?(_|$)", re.IGNORECASE)
+# Set per slot by fleetbench from the slot plan; a value from elsewhere would break it.
+SLOT_ENV = ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,8 @@ class RunPlan:
     # image / mad_repo / mad_ref given on the command line; otherwise the inventory's
     # fleetbench_image / fleetbench_mad_repo / fleetbench_mad_ref or the roles' defaults.
     overrides: dict[str, str] = field(default_factory=dict)
+    # --env K=V for every slot container (over the inventory's fleetbench_container_env).
+    container_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -137,7 +145,54 @@ class RunPlan:
             "model": self.model, "gpus": self.gpus, "dtype": self.dtype,
             "scenario": self.scenario, "slots": self.slots, "timeout_s": self.timeout_s,
             "limit": self.limit, "overrides": dict(self.overrides),
+            "container_env": dict(self.container_env),
         }
+
+
+def parse_env_assignments(items: Sequence[str]) -> dict[str, str]:
+    """``["K=V", …]`` from ``--env`` as a dict; BadInput for an item without ``=``."""
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise BadInput(f"--env {item!r} is not NAME=VALUE — e.g. --env HF_HUB_OFFLINE=1")
+        env[name] = value
+    return env
+
+
+def check_container_env(env: object, where: str,
+                        secrets: Sequence[Secret | None] = ()) -> dict[str, str]:
+    """Variables for the slot containers, checked; BadInput naming ``where`` they came from.
+
+    Secrets are refused here, by name (``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*KEY*``)
+    and by value: ``docker inspect`` shows a container's environment to anyone on the host
+    who may use Docker. The token reaches the containers through its own path only.
+    """
+    if not isinstance(env, dict):
+        raise BadInput(f"{where} must be a mapping of NAME: value, not {type(env).__name__}")
+    values = [s.reveal() for s in secrets if s]
+    checked: dict[str, str] = {}
+    for key, value in env.items():
+        name = str(key)
+        if not _ENV_NAME.match(name):
+            raise BadInput(f"{where}: {name!r} is not an environment variable name")
+        if is_secret_name(name) or _KEY_WORD.search(name):
+            raise BadInput(
+                f"{where}: {name} looks like a secret, and a container's environment is "
+                "visible to docker inspect — give the Hugging Face token with HF_TOKEN or "
+                "--hf-token-file (other secrets have no way in)")
+        if name in SLOT_ENV:
+            raise BadInput(f"{where}: {name} is set per slot by fleetbench from --gpus and "
+                           "--slots — remove it")
+        if isinstance(value, dict | list) or value is None:
+            raise BadInput(f"{where}: {name} needs a plain value, not a "
+                           f"{type(value).__name__}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if any(v in text for v in values):
+            raise BadInput(f"{where}: {name} holds the Hugging Face token — the token "
+                           "reaches the containers through HF_TOKEN or --hf-token-file only")
+        checked[name] = text
+    return checked
 
 
 def validate_choices(model: str, gpus: int, dtype: str, scenario: str, slots: str) -> None:

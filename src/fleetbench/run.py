@@ -28,7 +28,13 @@ from fleetbench import __version__, roleargs
 from fleetbench.errors import BadInput
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
-from fleetbench.plan import RunPlan, assign_slots, needs_token, validate_choices
+from fleetbench.plan import (
+    RunPlan,
+    assign_slots,
+    check_container_env,
+    needs_token,
+    validate_choices,
+)
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
 from fleetbench.slot_verdict import SLOT_FOLDER, failed_slots_reason, judge_slots
@@ -222,7 +228,7 @@ def prepare(
     image: str | None = None, mad_repo: str | None = None, mad_ref: str | None = None,
     runs_dir: Path = Path("runs"), limit: str | None = None, timeout_s: int = 6 * 3600,
     token: Secret | None = None, partition_bytes: int | None = None,
-    mad_sync: Path | None = None,
+    mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -243,6 +249,11 @@ def prepare(
             "--hf-token-file FILE (a token with access to the model)"
         )
     fleet = load_fleet(inventory, limit)
+    env = check_container_env(dict(container_env or {}), "--env", [token])
+    for host, variables in fleet.host_vars.items():
+        if "fleetbench_container_env" in variables:
+            check_container_env(variables["fleetbench_container_env"],
+                                f"fleetbench_container_env of {host}", [token])
     slots_for: dict[int, list[dict[str, Any]]] = {}  # logical GPUs of a host -> its slots
     for logical in sorted(set(fleet.planned_gpus.values())):
         hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
@@ -262,6 +273,7 @@ def prepare(
         timeout_s=timeout_s, limit=limit,
         overrides={k: v for k, v in {"image": image, "mad_repo": mad_repo, "mad_ref": mad_ref,
                                      "mad_sync": str(mad_sync or "")}.items() if v},
+        container_env=env,
     )
     # The roles' arguments, checked for every host with the values the run will give them
     # (its id and folder are not known yet: stand-ins of the same type).
@@ -283,6 +295,7 @@ def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict
         "benchmark_dtype": plan.dtype,
         "benchmark_scenario": plan.scenario,
         "benchmark_timeout": plan.timeout_s,
+        "benchmark_env_overrides": dict(plan.container_env),
     }
     for key, var in (("image", "fleetbench_image"), ("mad_repo", "fleetbench_mad_repo"),
                      ("mad_ref", "fleetbench_mad_ref")):

@@ -21,9 +21,31 @@ def fleetbench_waves(slots: list[dict[str, Any]], scenario: str, available_gpus:
     return plan_waves(slots, scenario, available_gpus, container_prefix)
 
 
+def fleetbench_slot_env(env: dict[str, Any], overrides: dict[str, Any],
+                        hip_visible_devices: str) -> dict[str, str]:
+    """A slot container's environment: ``env``, ``overrides`` over it, the slot's GPUs.
+
+    Checked as fleetbench checks it before a run (no secret-looking names, plain values),
+    and as strings, which is what a container's environment holds.
+    """
+    try:
+        from fleetbench.errors import BadInput
+        from fleetbench.plan import check_container_env
+    except ImportError as exc:
+        raise AnsibleFilterError(
+            "fleetbench is not importable on this controller: install it in the Python "
+            "that runs ansible-playbook"
+        ) from exc
+    try:
+        merged = check_container_env({**env, **overrides}, "benchmark_env")
+    except BadInput as exc:
+        raise AnsibleFilterError(str(exc)) from None
+    return {**merged, "HIP_VISIBLE_DEVICES": str(hip_visible_devices)}
+
+
 class FilterModule:
     """fleetbench's filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         """Name → filter."""
-        return {"fleetbench_waves": fleetbench_waves}
+        return {"fleetbench_waves": fleetbench_waves, "fleetbench_slot_env": fleetbench_slot_env}
