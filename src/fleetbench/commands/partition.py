@@ -19,7 +19,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from fleetbench.errors import BadInput
-from fleetbench.partition.parse import parse_text, read_file
+from fleetbench.partition.parse import parse_text, read_file, unusable
 
 if TYPE_CHECKING:  # the runner (ansible-runner) loads only when a host is contacted
     from fleetbench.partition.rollout import ApplyReport, HostApply
@@ -50,9 +50,10 @@ def _add_parse(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "MIXED when the listed GPUs disagree, null when the file does not say or says "
             "N/A for every GPU; devices is the number of logical GPUs the file lists (null "
             "if none) and unknown_devices how many of them show N/A. The format is detected "
-            "from the content; a file of no known format is printed with format 'unknown' "
-            "and nulls (exit 0). A file that cannot be read is an error (exit 2) and then "
-            "nothing is printed. Use - for standard input."
+            "from the content. A file that cannot be read, is empty or is of no known "
+            "format is bad input: it is not printed, one message per such file goes to "
+            "stderr, the other files are still printed, and the exit code is 2. Use - for "
+            "standard input."
         ),
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a saved tool output")
@@ -60,13 +61,29 @@ def _add_parse(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def run_parse(args: argparse.Namespace) -> int:
-    """Print the reading of every file in ``args.files``; an unreadable file raises BadInput."""
-    # Read everything first: an unreadable file must not leave half the output printed.
-    texts = [(str(path), read_file(path)) for path in args.files]
-    for name, text in texts:
-        line = {"file": name, **parse_text(text).to_dict()}
-        sys.stdout.write(json.dumps(line) + "\n")
-    return 0
+    """Print the reading of every usable file in ``args.files`` (one JSON line each, in
+    order); name each file that cannot be read, is empty or of no known format on stderr.
+
+    Exit 2 when any file was not usable: its line is missing, and a nightly job must not
+    take the output for complete.
+    """
+    problems: list[str] = []
+    for path in args.files:
+        name = str(path)
+        try:
+            reading = parse_text(read_file(path))
+        except BadInput as exc:
+            problems.append(str(exc))
+            continue
+        problem = unusable(name, reading)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        sys.stdout.write(json.dumps({"file": name, **reading.to_dict()}) + "\n")
+    sys.stdout.flush()
+    for problem in problems:
+        print(f"fleetbench: error: {problem}", file=sys.stderr)
+    return BadInput.exit_code if problems else 0
 
 
 # ----------------------------------------------------------------------------- show
