@@ -421,12 +421,11 @@ def execute(
     hosts_dir = run_dir / "hosts"
     hosts_dir.mkdir(exist_ok=True)
     hosts = [h for h in request.fleet.hosts if manifest["hosts"].get(h, {}).get("status") != "ok"]
-    slots_by_host = {
-        h: _slots_to_run(manifest["hosts"].get(h, {}), [s.to_dict() for s in assign_slots(
-            request.fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), request.plan.gpus,
-            request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))])
-        for h in hosts
-    }
+    planned = {h: [s.to_dict() for s in assign_slots(
+        request.fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), request.plan.gpus,
+        request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))]
+        for h in hosts}
+    slots_by_host = {h: _slots_to_run(manifest["hosts"].get(h, {}), planned[h]) for h in hosts}
     attempt: dict[str, Any] = {"started": _utc_now(), "hosts": hosts}
     manifest["attempts"].append(attempt)
     write_manifest(run_dir, manifest)
@@ -446,6 +445,8 @@ def execute(
         if request.mad_snapshot is not None and "mad" in outcome.steps:
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         manifest["hosts"][host] = outcome.to_dict()
+        # What the report expects results from, also of a host that never got to run.
+        manifest["hosts"][host]["planned_slots"] = [slot["name"] for slot in planned[host]]
         manifest["hosts"][host]["cleanup"] = cleanup_status(
             cleanup.for_host(host) if cleanup else (), run.for_host(host) if run else ())
         if on_host:

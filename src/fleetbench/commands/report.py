@@ -106,8 +106,11 @@ def _add_build(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "in the history database); partition and image-digest drift.\n"
             "Writes RUN/report/index.html, summary.csv and summary.json and stores the run\n"
             "in the history database.\n\n"
-            "Exit 1 when the gate fails (a threshold violated, a regression, no result at\n"
-            "all; outliers only with --fail-on-outliers), 2 on bad input."
+            "Exit 1 when the gate fails (a host of the run not ok, a planned result\n"
+            "missing, a threshold violated, a regression, no result at all; outliers only\n"
+            "with --fail-on-outliers), 2 on bad input. The gate lists the hosts not ok\n"
+            "(status and reason) and the host slots missing results; --json has them under\n"
+            "gate.hosts_not_ok and gate.missing_slots."
         ),
         epilog=(
             "thresholds file (YAML): a list of rules, e.g.\n"
