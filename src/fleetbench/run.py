@@ -27,6 +27,7 @@ from typing import Any
 
 from fleetbench import __version__, roleargs
 from fleetbench.errors import BadInput
+from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
 from fleetbench.plan import RunPlan, assign_slots, needs_token, validate_choices
@@ -111,7 +112,7 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
                 slots[slot["name"]] = _slot_entry(slot)
         if result.outcome == "unreachable" and not status:
             entry["status"] = "unreachable"
-            status, reason = "unreachable", result.message
+            status, reason = unreachable_status(name, result.message)  # or failed:hostkey
         elif result.outcome == "failed" and not result.ignored and not status:
             entry["status"] = "failed"
             status, reason = _failure_status(step, result), result.message
@@ -379,7 +380,10 @@ def cleanup_status(results: tuple[TaskResult, ...],
     """
     for result in results:
         if result.outcome in {"failed", "unreachable"}:
-            return (f"{result.outcome}: {_first_line(result.message)} — containers, token "
+            outcome, message = (unreachable_status(result.host, result.message)
+                                if result.outcome == "unreachable"
+                                else (result.outcome, result.message))
+            return (f"{outcome}: {_first_line(message)} — containers, token "
                     "file or lock of this run may remain; fleetbench run --resume cleans up")
     return "ok" if results or cleaned_by_collect(run_results) else "not run"
 
@@ -432,9 +436,10 @@ def execute(
 
     def on_result(result: TaskResult) -> None:
         if on_host and result.outcome in {"failed", "unreachable"} and not result.ignored:
-            label = ("unreachable" if result.outcome == "unreachable"
-                     else _failure_status(_step_of(result), result))
-            on_host(result.host, label, _first_line(result.message))
+            label, message = (unreachable_status(result.host, result.message)
+                              if result.outcome == "unreachable"
+                              else (_failure_status(_step_of(result), result), result.message))
+            on_host(result.host, label, _first_line(message))
 
     run, cleanup = (None, None)
     if hosts:
