@@ -156,3 +156,32 @@ def test_partition_show_and_apply_say_failed_hostkey() -> None:
                                                action="fleetbench_partition_probe",
                                                role="partition")], stopped=True)
     assert (applied.status, applied.problems) == (HOSTKEY_STATUS, check.problems)
+
+
+def test_every_table_prints_the_line_as_it_is() -> None:
+    # A DNS name on another port is "[name]:port", which rich would take for a style tag.
+    from rich.console import Console
+
+    from fleetbench.check import CheckReport
+    from fleetbench.commands.check import render_table
+    from fleetbench.commands.partition import render_apply, render_show
+    from fleetbench.commands.run import _table
+    from fleetbench.partition.rollout import ApplyReport
+    from fleetbench.partition.show import show_report
+    from fleetbench.partition.verdict import ExpectedPartition
+
+    message = MESSAGES["changed_port_2222"].replace("127.7.9.12", "gpu02.example.internal")
+    check = host_check("gpu02", unreachable("gpu02", message))
+    line = check.problems[0]
+    assert "([gpu02.example.internal]:2222)" in line
+    applied = host_apply("gpu02", [unreachable("gpu02", message,
+                                               action="fleetbench_partition_probe",
+                                               role="partition")], stopped=True)
+    manifest = {"run_id": "r1", "hosts": {"gpu02": {"status": HOSTKEY_STATUS, "reason": line,
+                                                    "slots": {}}}}
+    console = Console(width=400, record=True)
+    console.print(render_table(CheckReport((check,))))
+    console.print(_table(manifest))
+    console.print(render_show(show_report(CheckReport((check,)))))
+    console.print(render_apply(ApplyReport(ExpectedPartition("CPX", "NPS4"), 1, (applied,))))
+    assert console.export_text().count(line) == 4

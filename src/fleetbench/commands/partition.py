@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.prompt import Confirm
 from rich.table import Table
 
@@ -124,8 +125,9 @@ def _colour(status: str) -> str:
 
 
 def _notes(name: str, problems: Sequence[str], warnings: Sequence[str]) -> list[str]:
-    return [f"[red]{name}[/]: {p}" for p in problems] + [
-        f"[yellow]{name}[/] (warning): {w}" for w in warnings
+    # Problems are text ("[10.0.0.5]:2222" from SSH), not markup.
+    return [f"[red]{escape(name)}[/]: {escape(p)}" for p in problems] + [
+        f"[yellow]{escape(name)}[/] (warning): {escape(w)}" for w in warnings
     ]
 
 
