@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetbench import roleargs
+from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 
@@ -20,7 +21,7 @@ class HostCheck:
     """The outcome of checking one host."""
 
     name: str
-    status: str  # ok | failed | unreachable
+    status: str  # ok | failed | unreachable | failed:hostkey
     compute_partition: str | None = None
     memory_partition: str | None = None
     logical_gpus: int | None = None
@@ -65,7 +66,9 @@ def host_check(name: str, result: TaskResult | None) -> HostCheck:
     if result is None:
         return HostCheck(name, "failed", problems=("the probe never ran on this host",))
     if result.outcome == "unreachable":
-        return HostCheck(name, "unreachable", problems=(result.message or "unreachable",))
+        # A host key SSH refused is failed:hostkey with one line, not SSH's whole banner.
+        status, problem = unreachable_status(name, result.message or "unreachable")
+        return HostCheck(name, status, problems=(problem,))
     verdict: Mapping[str, Any] | None = result.result.get("verdict")
     if verdict is None:  # the module itself failed (Python missing, permission, crash…)
         return HostCheck(name, "failed", problems=(result.message or "the probe failed",))

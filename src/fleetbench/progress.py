@@ -6,6 +6,7 @@ from collections import Counter
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 _MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "unreachable": "[red]⚠[/]",
@@ -52,7 +53,9 @@ class FleetProgress:
         self._counts[kind] += 1
         mark = _MARKS.get(kind, "?")
         if self.console.is_terminal:
-            self._progress.console.print(f"{mark} {host} {status} {detail}".rstrip(), markup=True,
-                                         highlight=False)
+            # Host names, statuses and details are text (an SSH message may hold "[…]").
+            self._progress.console.print(
+                f"{mark} {escape(f'{host} {status} {detail}'.rstrip())}", markup=True,
+                highlight=False)
         summary = " ".join(f"{k} {v}" for k, v in sorted(self._counts.items()))
         self._progress.update(self._task, advance=1, description=f"{self._title} · {summary}")

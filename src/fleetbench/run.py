@@ -26,6 +26,7 @@ from typing import Any
 
 from fleetbench import __version__, roleargs
 from fleetbench.errors import BadInput
+from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
 from fleetbench.plan import (
@@ -121,7 +122,7 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
                 slots[slot["name"]] = _slot_entry(slot)
         if result.outcome == "unreachable" and not status:
             entry["status"] = "unreachable"
-            status, reason = "unreachable", result.message
+            status, reason = unreachable_status(name, result.message)  # or failed:hostkey
         elif (result.outcome == "failed" and not result.ignored and not status
               and result.role not in _JUDGED_ON_THE_CONTROLLER):
             entry["status"] = "failed"
@@ -411,7 +412,10 @@ def cleanup_status(results: tuple[TaskResult, ...],
     """
     for result in results:
         if result.outcome in {"failed", "unreachable"}:
-            return (f"{result.outcome}: {_first_line(result.message)} — containers, token "
+            outcome, message = (unreachable_status(result.host, result.message)
+                                if result.outcome == "unreachable"
+                                else (result.outcome, result.message))
+            return (f"{outcome}: {_first_line(message)} — containers, token "
                     "file or lock of this run may remain; fleetbench run --resume cleans up")
     return "ok" if results or cleaned_by_collect(run_results) else "not run"
 
@@ -461,21 +465,21 @@ def execute(
     hosts_dir = run_dir / "hosts"
     hosts_dir.mkdir(exist_ok=True)
     hosts = [h for h in request.fleet.hosts if manifest["hosts"].get(h, {}).get("status") != "ok"]
-    slots_by_host = {
-        h: _slots_to_run(manifest["hosts"].get(h, {}), [s.to_dict() for s in assign_slots(
-            request.fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), request.plan.gpus,
-            request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))])
-        for h in hosts
-    }
+    planned = {h: [s.to_dict() for s in assign_slots(
+        request.fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), request.plan.gpus,
+        request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))]
+        for h in hosts}
+    slots_by_host = {h: _slots_to_run(manifest["hosts"].get(h, {}), planned[h]) for h in hosts}
     attempt: dict[str, Any] = {"started": _utc_now(), "hosts": hosts}
     manifest["attempts"].append(attempt)
     write_manifest(run_dir, manifest)
 
     def on_result(result: TaskResult) -> None:
         if on_host and result.outcome in {"failed", "unreachable"} and not result.ignored:
-            label = ("unreachable" if result.outcome == "unreachable"
-                     else _failure_status(_step_of(result), result))
-            on_host(result.host, label, _first_line(result.message))
+            label, message = (unreachable_status(result.host, result.message)
+                              if result.outcome == "unreachable"
+                              else (_failure_status(_step_of(result), result), result.message))
+            on_host(result.host, label, _first_line(message))
 
     run, cleanup = (None, None)
     if hosts:
@@ -487,6 +491,8 @@ def execute(
         if request.mad_snapshot is not None and "mad" in outcome.steps:
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         manifest["hosts"][host] = outcome.to_dict()
+        # What the report expects results from, also of a host that never got to run.
+        manifest["hosts"][host]["planned_slots"] = [slot["name"] for slot in planned[host]]
         manifest["hosts"][host]["cleanup"] = cleanup_status(
             cleanup.for_host(host) if cleanup else (), run.for_host(host) if run else ())
         if on_host:

@@ -75,7 +75,9 @@ def test_dom_has_hosts_and_charts(report_page: Path, tmp_path: Path) -> None:
     assert 'class="heat"' in dom and 'class="bars"' in dom and 'class="spark"' in dom
     assert "Gate failed" in dom and "regressions against the baseline" in dom
     assert "image digest — differs" in dom
-    assert "Failed measurements (2)" in dom and "Missing results (2)" in dom
+    # lab04's two, and every result of the unreachable lab05's two planned slots.
+    assert "Failed measurements (2)" in dom and f"Missing results ({2 + 2 * 64})" in dom
+    assert "1 host not ok: lab05 unreachable" in dom
     assert "lab03/slot0" in dom  # the planted slow host among the outliers
 
 
@@ -101,7 +103,7 @@ def test_summarised_page_of_a_large_fleet_renders(tmp_path: Path,
     hosts = healthy_fleet(6, lab02=HostSpec(factor=0.75), lab04=HostSpec(factor=0.75),
                           lab05=HostSpec(status="unreachable", reports=False))
     run_dir = write_run(tmp_path / "run", hosts)
-    assert main(["report", "build", str(run_dir), "--no-history"]) == 0
+    assert main(["report", "build", str(run_dir), "--no-history"]) == 1  # lab05 not ok
     page = run_dir / "report" / "index.html"
     done = chromium(tmp_path, "--dump-dom", page.as_uri())
     assert done.returncode == 0, done.stderr[-2000:]

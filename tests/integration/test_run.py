@@ -121,9 +121,21 @@ def test_spx_host_is_skipped_others_collected_and_no_secret_left(
         steps = data["hosts"][host]["steps"]
         assert list(steps) == ["preflight", "image", "mad", "benchmark", "collect"]
     assert not summary_reports(run_dir / "hosts" / "lab04")
+    # The report's gate fails on the skipped host too, so a report built on its own later
+    # (a nightly job, an AWX workflow) says what the run said.
+    assert data["hosts"]["lab04"]["planned_slots"] == ["slot0", "slot1"]
     report = run_dir / "report" / "index.html"
-    assert report.exists() and summary["report"]["gate_failed"] is False
+    assert report.exists() and summary["report"]["gate_failed"] is True
     assert all(h in report.read_text() for h in ("lab01", "lab02", "lab03", "lab04"))
+    rebuilt = run_cli("report", "build", run_dir, "--no-history", "--json")
+    assert rebuilt.returncode == 1, rebuilt.stderr
+    gate = json.loads(rebuilt.stdout)["gate"]
+    assert [(h["host"], h["status"]) for h in gate["hosts_not_ok"]] == [
+        ("lab04", "skipped:preflight")]
+    assert "SPX" in gate["hosts_not_ok"][0]["reason"]
+    assert [(m["host"], m["slot"]) for m in gate["missing_slots"]] == [
+        ("lab04", "slot0"), ("lab04", "slot1")]
+    assert all(m["missing"] == m["of"] > 0 for m in gate["missing_slots"])
     assert data["image"]["drift"] is False
     assert {e["cleanup"] for e in data["hosts"].values()} == {"ok"}
     assert not list(run_lab.root.glob("hosts/*/work/lock"))  # every lock released

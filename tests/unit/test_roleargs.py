@@ -1,8 +1,8 @@
 """The roles' argument specs checked on the controller (fleetbench.roleargs).
 
 The inventories are real files parsed by Ansible's own loader (load_fleet); the hosts
-point at 127.0.0.254, where nothing listens: a command that started anything would report
-them unreachable (exit 1), never exit 2.
+point at 127.0.0.254, .253, … (one address each), where nothing listens: a command that
+started anything would report them unreachable (exit 1), never exit 2.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def _inventory(tmp_path: Path, group_vars: dict[str, object],
                host_vars: dict[str, dict[str, object]] | None = None, hosts: int = 3) -> Path:
     names = [f"gpu{i:02d}" for i in range(1, hosts + 1)]
     inventory = {"all": {"children": {"cluster": {
-        "vars": {"ansible_host": "127.0.0.254", **group_vars},
-        "hosts": {n: dict((host_vars or {}).get(n, {})) for n in names},
+        "vars": dict(group_vars),
+        "hosts": {n: {"ansible_host": f"127.0.0.{254 - i}", **(host_vars or {}).get(n, {})}
+                  for i, n in enumerate(names)},
     }}}}
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory))

@@ -210,7 +210,7 @@ def test_planned_gpus_follow_each_groups_expected_mode(tmp_path: Path) -> None:
         "      hosts: {a: {ansible_host: 127.0.0.254}}\n"
         "    train:\n      vars: {fleetbench_expected_compute: SPX,"
         " fleetbench_expected_memory: NPS1}\n"
-        "      hosts: {b: {ansible_host: 127.0.0.254}}\n"
+        "      hosts: {b: {ansible_host: 127.0.0.253}}\n"
     )
     fleet = load_fleet(inventory)
     assert fleet.planned_gpus == {"a": 64, "b": 8}

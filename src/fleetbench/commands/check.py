@@ -6,6 +6,7 @@ import argparse
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fleetbench.check import CheckReport, HostCheck, check_fleet, validate_inputs
@@ -43,8 +44,9 @@ def render_table(report: CheckReport) -> Table:
 def _row(host: HostCheck) -> list[str]:
     colour = "green" if host.status == "ok" else "red"
     notes = [*host.problems, *(f"warning: {w}" for w in host.warnings)]
+    # Problems are text ("[10.0.0.5]:2222" from SSH), not markup.
     return [
-        host.name,
+        escape(host.name),
         f"[{colour}]{host.status}[/]",
         host.compute_partition or "?",
         host.memory_partition or "?",
@@ -52,7 +54,7 @@ def _row(host: HostCheck) -> list[str]:
         host.rocm_version or "?",
         host.docker_version or "?",
         f"{host.free_disk_gb:g}" if host.free_disk_gb is not None else "?",
-        "\n".join(notes),
+        escape("\n".join(notes)),
     ]
 
 

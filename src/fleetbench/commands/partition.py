@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.prompt import Confirm
 from rich.table import Table
 
 from fleetbench.commands import user_path
 from fleetbench.errors import BadInput
-from fleetbench.partition.parse import parse_text, read_file
+from fleetbench.partition.parse import parse_text, read_file, unusable
 
 if TYPE_CHECKING:  # the runner (ansible-runner) loads only when a host is contacted
     from fleetbench.partition.rollout import ApplyReport, HostApply
@@ -51,9 +52,10 @@ def _add_parse(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "MIXED when the listed GPUs disagree, null when the file does not say or says "
             "N/A for every GPU; devices is the number of logical GPUs the file lists (null "
             "if none) and unknown_devices how many of them show N/A. The format is detected "
-            "from the content; a file of no known format is printed with format 'unknown' "
-            "and nulls (exit 0). A file that cannot be read is an error (exit 2) and then "
-            "nothing is printed. Use - for standard input."
+            "from the content. A file that cannot be read, is empty or is of no known "
+            "format is bad input: it is not printed, one message per such file goes to "
+            "stderr, the other files are still printed, and the exit code is 2. Use - for "
+            "standard input."
         ),
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a saved tool output")
@@ -61,13 +63,29 @@ def _add_parse(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def run_parse(args: argparse.Namespace) -> int:
-    """Print the reading of every file in ``args.files``; an unreadable file raises BadInput."""
-    # Read everything first: an unreadable file must not leave half the output printed.
-    texts = [(str(path), read_file(path)) for path in args.files]
-    for name, text in texts:
-        line = {"file": name, **parse_text(text).to_dict()}
-        sys.stdout.write(json.dumps(line) + "\n")
-    return 0
+    """Print the reading of every usable file in ``args.files`` (one JSON line each, in
+    order); name each file that cannot be read, is empty or of no known format on stderr.
+
+    Exit 2 when any file was not usable: its line is missing, and a nightly job must not
+    take the output for complete.
+    """
+    problems: list[str] = []
+    for path in args.files:
+        name = str(path)
+        try:
+            reading = parse_text(read_file(path))
+        except BadInput as exc:
+            problems.append(str(exc))
+            continue
+        problem = unusable(name, reading)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        sys.stdout.write(json.dumps({"file": name, **reading.to_dict()}) + "\n")
+    sys.stdout.flush()
+    for problem in problems:
+        print(f"fleetbench: error: {problem}", file=sys.stderr)
+    return BadInput.exit_code if problems else 0
 
 
 # ----------------------------------------------------------------------------- show
@@ -109,8 +127,9 @@ def _colour(status: str) -> str:
 
 
 def _notes(name: str, problems: Sequence[str], warnings: Sequence[str]) -> list[str]:
-    return [f"[red]{name}[/]: {p}" for p in problems] + [
-        f"[yellow]{name}[/] (warning): {w}" for w in warnings
+    # Problems are text ("[10.0.0.5]:2222" from SSH), not markup.
+    return [f"[red]{escape(name)}[/]: {escape(p)}" for p in problems] + [
+        f"[yellow]{escape(name)}[/] (warning): {escape(w)}" for w in warnings
     ]
 
 

@@ -21,6 +21,7 @@ from rich.table import Table
 from fleetbench.commands import user_path
 from fleetbench.errors import BadInput
 from fleetbench.reports import FORMATS, latest_per_configuration, parse_file
+from fleetbench.reports.records import Record
 from fleetbench.reports.render import (
     DEFAULT,
     DEFAULT_FORMATS,
@@ -57,7 +58,10 @@ def _add_parse(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description=(
             "Print one canonical record per line (JSON, keys in FORMATS.md section 4 order) "
             "for every result in the given MAD report files. The format is detected from "
-            f"each file's content ({_ERAS}). Nothing is printed unless every file parses."
+            f"each file's content ({_ERAS}). A file that cannot be read, is empty, is of "
+            "no known format or is damaged is bad input (exit 2, one message per such "
+            "file); then nothing is printed at all, because records do not say which file "
+            "they came from."
         ),
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a MAD report file")
@@ -70,9 +74,21 @@ def _add_parse(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def run_parse(args: argparse.Namespace) -> int:
-    """Print the records of ``args.files`` as JSON lines; bad files raise BadInput (exit 2)."""
-    # Parse everything first: a bad file must not leave half the output printed.
-    parsed = [parse_file(path) for path in args.files]
+    """Print the records of ``args.files`` as JSON lines; exit 2 and one message per bad
+    file (nothing printed) when any file cannot be used."""
+    # Parse everything first: records carry no file name, so output with one file's
+    # records missing could not be told from a complete one.
+    parsed: list[list[Record]] = []
+    problems: list[str] = []
+    for path in args.files:
+        try:
+            parsed.append(parse_file(path))
+        except BadInput as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            print(f"fleetbench: error: {problem}", file=sys.stderr)
+        return BadInput.exit_code
     for records in parsed:
         for record in latest_per_configuration(records) if args.latest else records:
             sys.stdout.write(json.dumps(record.to_dict()) + "\n")
@@ -91,8 +107,11 @@ def _add_build(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "in the history database); partition and image-digest drift.\n"
             "Writes RUN/report/index.html, summary.csv and summary.json and stores the run\n"
             "in the history database.\n\n"
-            "Exit 1 when the gate fails (a threshold violated, a regression, no result at\n"
-            "all; outliers only with --fail-on-outliers), 2 on bad input."
+            "Exit 1 when the gate fails (a host of the run not ok, a planned result\n"
+            "missing, a threshold violated, a regression, no result at all; outliers only\n"
+            "with --fail-on-outliers), 2 on bad input. The gate lists the hosts not ok\n"
+            "(status and reason) and the host slots missing results; --json has them under\n"
+            "gate.hosts_not_ok and gate.missing_slots."
         ),
         epilog=(
             "thresholds file (YAML): a list of rules, e.g.\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fleetbench import plan as planning
@@ -161,6 +162,7 @@ def _table(manifest: dict[str, Any]) -> Table:
         good = sum(1 for s in slots.values() if s.get("status") == "ok")
         colour = "green" if entry["status"] == "ok" else "red"
         digest = (entry.get("image_digest") or "")[:19]
-        table.add_row(host, f"[{colour}]{entry['status']}[/]", f"{good}/{len(slots)}", digest,
-                      (entry.get("reason") or "").splitlines()[0] if entry.get("reason") else "")
+        reason = (entry.get("reason") or "").splitlines()[0] if entry.get("reason") else ""
+        table.add_row(escape(host), f"[{colour}]{entry['status']}[/]", f"{good}/{len(slots)}",
+                      digest, escape(reason))  # text ("[10.0.0.5]:2222"), not markup
     return table

@@ -29,6 +29,14 @@ KFD_MEM_BANK = "kfd-mem-bank-properties"
 KFD_PROPERTIES = "kfd-properties"
 SYSFS_LISTING = "sysfs-listing"
 
+#: What ``partition parse`` understands, for the message on a file it does not.
+UNDERSTOOD = (
+    "amd-smi (partition, static, list, monitor and the default view, as text, table, JSON "
+    "or CSV), rocm-smi (--showcomputepartition/--showmemorypartition, concise, JSON or "
+    "CSV), rocminfo, sysfs partition files and listings, KFD node and memory-bank "
+    "properties"
+)
+
 # CSI (colours, italics), OSC (titles, links) and two-byte escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # A captured command line: "$ amd-smi list -e", "sudo /opt/rocm/bin/amd-smi partition".
@@ -160,6 +168,16 @@ def _parse_rocminfo(content: Sequence[str]) -> PartitionReading:
         if re.match(r"^\s*(Device Type:\s*GPU|Name:\s*gfx\d|Uuid:\s*GPU-)", line):
             collector.add(agent)
     return collector.reading(ROCMINFO)
+
+
+def unusable(name: str, reading: PartitionReading) -> str | None:
+    """Why the file ``name`` says nothing ``partition parse`` can use (empty, or of no known
+    format), with what to give instead; None for a file of a known format."""
+    if reading.format == EMPTY:
+        return f"{name} is empty — give a saved output of {UNDERSTOOD}"
+    if reading.format == UNKNOWN:
+        return f"{name} is of no known partition format — give a saved output of {UNDERSTOOD}"
+    return None
 
 
 def read_file(path: Path) -> str:

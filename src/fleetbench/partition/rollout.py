@@ -10,7 +10,8 @@ Every host ends with one status:
   (the driver or the tool refused; later steps were not run), ``verify`` (set, but the
   partition does not show), ``unverified`` (set, but the roll stopped before it was read
   back: run ``fleetbench partition show``);
-- ``unreachable``.
+- ``unreachable``, or ``failed:hostkey`` when SSH refused the host's key (one line with
+  the fix instead of SSH's banner).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from fleetbench import roleargs
 from fleetbench.errors import BadInput
+from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet
 from fleetbench.partition.verdict import ExpectedPartition
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
@@ -180,7 +182,7 @@ def host_apply(name: str, results: Sequence[TaskResult], stopped: bool) -> HostA
 
     unreachable = [r for r in results if r.outcome == "unreachable"]
     if unreachable:
-        return host("unreachable", unreachable[-1].message or "unreachable")
+        return host(*unreachable_status(name, unreachable[-1].message or "unreachable"))
     other = [r for r in results if r.outcome == "failed"
              and r.action not in (PROBE_ACTION, APPLY_ACTION)]
     if other:  # a task of the role other than the probe and the apply

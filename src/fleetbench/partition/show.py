@@ -16,9 +16,12 @@ from types import MappingProxyType
 from typing import Any
 
 from fleetbench.check import CheckReport, HostCheck, check_fleet
+from fleetbench.hostkeys import HOSTKEY_STATUS, UNREACHABLE
 from fleetbench.inventory import Fleet
 
 UNKNOWN = "unknown"
+# Hosts that were never probed: SSH did not get through, or refused the host's key.
+_NOT_REACHED = frozenset({UNREACHABLE, HOSTKEY_STATUS})
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class HostPartition:
     """One host's partition as ``partition show`` reports it.
 
     ``status``: ``ok`` (matches its expected mode), ``failed`` (does not, or the sources
-    cannot tell) or ``unreachable``.
+    cannot tell), ``unreachable`` or ``failed:hostkey`` (SSH refused its host key).
     """
 
     name: str
@@ -126,7 +129,7 @@ def host_partition(check: HostCheck) -> HostPartition:
     """The partition part of one host's check."""
     judged = check.verdict
     if judged is None or not isinstance(judged.get("partition"), Mapping):
-        status = "unreachable" if check.status == "unreachable" else "failed"
+        status = check.status if check.status in _NOT_REACHED else "failed"
         return HostPartition(check.name, status, problems=check.problems)
     verdict: Mapping[str, Any] = judged["partition"]
     expected = verdict.get("expected") or {}
@@ -156,7 +159,7 @@ def _count(values: Iterable[str | None]) -> Mapping[str, int]:
 def fleet_drift(hosts: Iterable[HostPartition]) -> FleetDrift:
     """Counts per ROCm version, driver version and mode over the hosts that answered."""
     every = list(hosts)
-    seen = [h for h in every if h.status != "unreachable"]
+    seen = [h for h in every if h.status not in _NOT_REACHED]
     return FleetDrift(
         rocm_version=_count(h.rocm_version for h in seen),
         driver_version=_count(h.driver_version for h in seen),

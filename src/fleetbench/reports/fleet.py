@@ -86,6 +86,8 @@ class HostInfo:
     status: str
     reason: str = ""
     slots: tuple[SlotInfo, ...] = ()
+    #: The slots the run planned for the host (the manifest's ``planned_slots``).
+    planned_slots: tuple[str, ...] = ()
     image_digest: str | None = None
     mad_commit: str | None = None
     compute_partition: str | None = None
@@ -249,6 +251,7 @@ def _host_info(name: str, entry: Mapping[str, Any], preflight: Mapping[str, Any]
         status=str(entry.get("status") or "unknown"),
         reason=str(entry.get("reason") or ""),
         slots=slots,
+        planned_slots=tuple(str(name) for name in entry.get("planned_slots") or ()),
         image_digest=_optional_str(entry.get("image_digest")),
         mad_commit=_optional_str(entry.get("mad_commit")),
         compute_partition=_optional_str(preflight.get("compute_partition")),

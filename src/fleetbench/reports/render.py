@@ -528,18 +528,25 @@ def heat_legend() -> list[tuple[int, str, str]]:
 
 @dataclass(frozen=True)
 class MissingGroup:
-    """The configurations one host/slot lacks."""
+    """The configurations one host/slot lacks; ``every``: all of them (it measured nothing,
+    e.g. its host was unreachable), so the page need not list them."""
 
     member: str
     configurations: tuple[str, ...]
+    every: bool = False
 
 
 def missing_groups(report: FleetReport) -> list[MissingGroup]:
-    """Missing results grouped per host/slot (one line per slot instead of per result)."""
-    groups: dict[str, list[str]] = defaultdict(list)
+    """Missing results grouped per host/slot (one line per slot instead of per result), in
+    the fleet's host and slot order."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for item in report.analysis.missing:
-        groups[f"{item.host}/{item.slot}"].append(describe(item.configuration))
-    return [MissingGroup(member, tuple(names)) for member, names in groups.items()]
+        groups[(item.host, item.slot)].append(describe(item.configuration))
+    position = {member: index for index, member in enumerate(report.members)}
+    configurations = len(report.analysis.stats)
+    return [MissingGroup(f"{host}/{slot}", tuple(groups[(host, slot)]),
+                         every=len(groups[(host, slot)]) == configurations)
+            for host, slot in sorted(groups, key=lambda m: position.get(m, len(position)))]
 
 
 @dataclass(frozen=True)
@@ -1354,11 +1361,12 @@ def render_prometheus(report: FleetReport) -> str:
     family("fleetbench_host_ok", "1 when the host ended the run ok, else 0.",
            [_sample("fleetbench_host_ok", {"host": h.name, "status": h.status}, float(h.ok))
             for h in run.hosts])
-    family("fleetbench_gate_failed", "1 when the report's gate failed (thresholds, regressions).",
+    family("fleetbench_gate_failed", "1 when the report's gate failed (hosts not ok, missing "
+           "results, thresholds, regressions).",
            [_sample("fleetbench_gate_failed", {}, float(analysis.gate.failed))])
     family("fleetbench_outliers", "Results robustly worse than the fleet median.",
            [_sample("fleetbench_outliers", {}, float(len(analysis.outliers)))])
-    family("fleetbench_missing_results", "Results a host that ran lacks but others have.",
+    family("fleetbench_missing_results", "Results a planned slot lacks but others have.",
            [_sample("fleetbench_missing_results", {}, float(len(analysis.missing)))])
     family("fleetbench_failed_measurements", "Results whose measurement failed (no value).",
            [_sample("fleetbench_failed_measurements", {}, float(len(analysis.failures)))])

@@ -33,11 +33,15 @@ are bad input (exit 2). A rule that matches no result is reported, not failed.
 **Baseline.** A configuration regresses when its fleet median is worse than the
 baseline's by more than the tolerance (5 % by default).
 
-**Gate** (exit 1 when it fails): a threshold violated, a regression against the
-baseline, or no benchmark result at all; outliers only with ``fail_on_outliers``.
-Missing results, failed measurements (value null), hosts that did not end ``ok`` and
-drift are findings shown in the report: hosts that failed already make
-``fleetbench run`` exit 1.
+**Planned results.** Every host of the manifest was planned to measure, on each of its
+slots, every configuration the fleet measured: a result a planned slot lacks is missing,
+also when its host was unreachable or skipped and ran nothing.
+
+**Gate** (exit 1 when it fails): a host that did not end ``ok``, a planned result
+missing, a threshold violated, a regression against the baseline, or no benchmark result
+at all; outliers only with ``fail_on_outliers``. Failed measurements (value null) and
+drift are findings shown in the report. So ``report build`` on its own (a nightly job, an
+AWX workflow) fails exactly where ``fleetbench run`` does.
 """
 
 from __future__ import annotations
@@ -53,7 +57,14 @@ from typing import Any
 import yaml
 
 from fleetbench.errors import BadInput
-from fleetbench.reports.fleet import FleetRun, HostRecord, ReadProblem, model_name
+from fleetbench.reports.fleet import (
+    HOST_LEVEL_SLOT,
+    FleetRun,
+    HostInfo,
+    HostRecord,
+    ReadProblem,
+    model_name,
+)
 from fleetbench.reports.records import (
     CONFIGURATION_KEYS,
     METRIC_UNITS,
@@ -297,7 +308,7 @@ def _outliers(
 
 @dataclass(frozen=True)
 class MissingResult:
-    """A slot that ran but has no result for a configuration other slots measured."""
+    """A planned slot without a result for a configuration other slots measured."""
 
     host: str
     slot: str
@@ -308,27 +319,41 @@ class MissingResult:
         return {"host": self.host, "slot": self.slot, **configuration_dict(self.configuration)}
 
 
-def expected_slots(run: FleetRun) -> list[tuple[str, str]]:
-    """``(host, slot)`` pairs that should hold results: slots that ran on hosts that ran.
+def planned_slots(host: HostInfo) -> tuple[str, ...]:
+    """The slots ``host`` was planned to run, as the manifest names them.
 
-    The manifest names the slots; slots with records on disk count too.
+    ``planned_slots`` (written by ``fleetbench run``) and the slots it reports whatever
+    their status (``skipped:gpus`` too). A host the manifest says nothing more about
+    (it never got that far, or an older manifest) counts as one slot, ``host``.
     """
+    names = dict.fromkeys([*host.planned_slots, *(slot.name for slot in host.slots)])
+    return tuple(names) or (HOST_LEVEL_SLOT,)
+
+
+def expected_slots(run: FleetRun) -> list[tuple[str, str]]:
+    """``(host, slot)`` pairs that should hold results: every planned slot of every host
+    (:func:`planned_slots`), whether or not it ran, and every slot with records on disk."""
     seen: dict[tuple[str, str], None] = {}
+    with_rows = {(row.host, row.slot) for row in run.rows}
+    hosts_with_rows = {host for host, _ in with_rows}
     for host in run.hosts:
-        if not host.ran:
-            continue
-        for slot in host.slots:
-            if slot.ran:
-                seen[(host.name, slot.name)] = None
-    ran = {host.name for host in run.hosts if host.ran}
-    for row in run.rows:
-        if row.host in ran:
-            seen[(row.host, row.slot)] = None
+        slots = planned_slots(host)
+        if slots == (HOST_LEVEL_SLOT,) and host.name in hosts_with_rows:
+            continue  # its records name its slots
+        for slot in slots:
+            seen[(host.name, slot)] = None
+    for member in sorted(with_rows, key=lambda m: (m[0], _slot_key(m[1]))):
+        seen[member] = None
     return list(seen)
 
 
+def _slot_key(slot: str) -> tuple[int, str]:
+    digits = slot.removeprefix("slot")
+    return (int(digits), slot) if digits.isdigit() else (1 << 30, slot)
+
+
 def find_missing(run: FleetRun) -> list[MissingResult]:
-    """Configurations some slot measured that a slot which ran (host ok/failed:benchmark) lacks."""
+    """Configurations some slot measured that a planned slot lacks (:func:`expected_slots`)."""
     have: dict[Configuration, set[tuple[str, str]]] = defaultdict(set)
     for row in run.rows:
         have[row.record.configuration].add((row.host, row.slot))
@@ -658,17 +683,63 @@ class GateOptions:
 
 
 @dataclass(frozen=True)
+class HostNotOk:
+    """A host of the run that did not end ``ok``: it fails the gate."""
+
+    host: str
+    status: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"host": self.host, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class MissingSlot:
+    """How many planned results one host slot lacks (of how many the fleet measured)."""
+
+    host: str
+    slot: str
+    missing: int
+    of: int
+    configurations: tuple[str, ...] = ()
+
+    @property
+    def member(self) -> str:
+        """``host/slot``, or the host alone when no slot of it is known."""
+        return self.host if self.slot == HOST_LEVEL_SLOT else f"{self.host}/{self.slot}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"host": self.host, "slot": self.slot, "missing": self.missing, "of": self.of}
+
+
+@dataclass(frozen=True)
 class Gate:
-    """The verdict: failed or not, a headline per kind of failure, and every reason."""
+    """The verdict: failed or not, a headline per kind of failure, and every reason.
+
+    ``hosts_not_ok`` and ``missing_slots`` say which hosts and planned results failed it.
+    """
 
     failed: bool
     reasons: tuple[str, ...]
     headlines: tuple[str, ...] = ()
+    hosts_not_ok: tuple[HostNotOk, ...] = ()
+    missing_slots: tuple[MissingSlot, ...] = ()
+
+    @property
+    def missing_results(self) -> int:
+        """Planned results missing, over every host slot."""
+        return sum(slot.missing for slot in self.missing_slots)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {"failed": self.failed, "headlines": list(self.headlines),
-                "reasons": list(self.reasons)}
+                "reasons": list(self.reasons),
+                "hosts_not_ok": [h.to_dict() for h in self.hosts_not_ok],
+                "missing_results": self.missing_results,
+                "missing_slots": [m.to_dict() for m in self.missing_slots]}
 
 
 @dataclass(frozen=True)
@@ -700,6 +771,38 @@ class FleetAnalysis:
         return tuple(d for d in self.drift if d.drifted)
 
 
+#: Names listed in one headline before "…".
+_HEADLINE_NAMES = 5
+#: Configurations named per host slot in a missing-results reason.
+_CONFIGURATIONS_NAMED = 3
+
+
+def hosts_not_ok(run: FleetRun) -> list[HostNotOk]:
+    """Hosts that did not end ``ok``, in run order, with the first line of their reason."""
+    return [HostNotOk(host.name, host.status,
+                      host.reason.splitlines()[0].strip() if host.reason.strip() else "")
+            for host in run.hosts if not host.ok]
+
+
+def missing_slots(missing: Sequence[MissingResult], configurations: int,
+                  order: Sequence[tuple[str, str]] = ()) -> list[MissingSlot]:
+    """Missing results per host slot, in ``order`` (host slots), else as they first appear."""
+    groups: dict[tuple[str, str], list[Configuration]] = {}
+    for item in missing:
+        groups.setdefault((item.host, item.slot), []).append(item.configuration)
+    position = {member: index for index, member in enumerate(order)}
+    ordered = sorted(groups, key=lambda member: position.get(member, len(position)))
+    return [MissingSlot(host, slot, len(groups[(host, slot)]), configurations,
+                        tuple(short_label(c)
+                              for c in groups[(host, slot)][:_CONFIGURATIONS_NAMED]))
+            for host, slot in ordered]
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_HEADLINE_NAMES])
+    return shown + (" …" if len(names) > _HEADLINE_NAMES else "")
+
+
 def gate(
     run: FleetRun,
     violations: Sequence[ThresholdViolation],
@@ -708,10 +811,29 @@ def gate(
     tolerance: float,
     *,
     fail_on_outliers: bool,
+    missing: Sequence[MissingResult] = (),
+    configurations: int = 0,
 ) -> Gate:
-    """The gate: thresholds, regressions, no results at all, outliers when asked."""
-    reasons = [f"threshold violated — {v.text}" for v in violations]
+    """The gate: hosts not ok, planned results missing (of ``configurations`` per slot),
+    thresholds, regressions, no results at all, outliers when asked."""
+    not_ok = hosts_not_ok(run)
+    reasons = [f"host not ok — {h.host}: {h.status}" + (f" ({h.reason})" if h.reason else "")
+               for h in not_ok]
     headlines = []
+    if not_ok:
+        headlines.append(f"{_count(len(not_ok), 'host')} not ok: "
+                         f"{_names([f'{h.host} {h.status}' for h in not_ok])}")
+    lacking = missing_slots(missing, configurations, expected_slots(run) if missing else ())
+    for slot in lacking:
+        named = "; ".join(slot.configurations)
+        more = " …" if slot.missing > len(slot.configurations) else ""
+        reasons.append(f"missing results — {slot.member}: {slot.missing} of {slot.of} "
+                       f"planned results ({named}{more})")
+    if lacking:
+        headlines.append(f"{_count(len(missing), 'planned result')} missing on "
+                         f"{_count(len(lacking), 'host slot')} "
+                         f"({_names([slot.member for slot in lacking])})")
+    reasons += [f"threshold violated — {v.text}" for v in violations]
     if violations:
         rules = len({v.threshold for v in violations})
         headlines.append(f"{_count(len(violations), 'threshold violation')} "
@@ -741,7 +863,8 @@ def gate(
         shown = ", ".join(members[:5]) + (" …" if len(members) > 5 else "")
         headlines.append(f"{_count(len(outliers), 'outlier')} on "
                          f"{_count(len(members), 'host slot')} ({shown})")
-    return Gate(failed=bool(reasons), reasons=tuple(reasons), headlines=tuple(headlines))
+    return Gate(failed=bool(reasons), reasons=tuple(reasons), headlines=tuple(headlines),
+                hosts_not_ok=tuple(not_ok), missing_slots=tuple(lacking))
 
 
 def _count(number: int, noun: str) -> str:
@@ -775,12 +898,14 @@ def analyse(
     elif baseline_medians is not None:
         comparisons = compare_with_medians(stats, baseline_medians,
                                            tolerance=options.regression_tolerance)
+    missing = _missing(run, {key: group.members for key, group in groups.items()})
     verdict = gate(run, violations, [c for c in comparisons if c.regression], outliers,
-                   options.regression_tolerance, fail_on_outliers=options.fail_on_outliers)
+                   options.regression_tolerance, fail_on_outliers=options.fail_on_outliers,
+                   missing=missing, configurations=len(stats))
     return FleetAnalysis(
         stats=tuple(stats),
         outliers=tuple(outliers),
-        missing=tuple(_missing(run, {key: group.members for key, group in groups.items()})),
+        missing=tuple(missing),
         failures=tuple(failed_measurements(run.rows)),
         violations=tuple(violations),
         unmatched_thresholds=tuple(unmatched),

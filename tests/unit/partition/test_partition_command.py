@@ -51,29 +51,60 @@ def test_format_comes_from_content_not_name(
         "amd-smi-table", "CPX", "NPS4")
 
 
-def test_unknown_content_is_reported_not_rejected(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("content", "why"), [
+    ("", "is empty"),
+    ("  \r\n\n", "is empty"),
+    ("\ufeff\x1b[0m\n", "is empty"),  # what a terminal capture of nothing leaves
+    ("nothing about GPUs here\n", "is of no known partition format"),
+    ('{"something": "else"}\n', "is of no known partition format"),
+])
+def test_empty_or_unknown_file_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, why: str
 ) -> None:
-    notes = tmp_path / "notes.txt"
-    notes.write_text("nothing about GPUs here\n")
-    assert main(["partition", "parse", str(notes)]) == 0
-    assert _lines(capsys.readouterr().out) == [
-        {"file": str(notes), "format": "unknown", "compute_partition": None,
-         "memory_partition": None, "devices": None, "unknown_devices": None}
-    ]
-
-
-@pytest.mark.parametrize("kind", ["missing", "directory"])
-def test_unreadable_file_is_bad_input_and_prints_nothing(
-    smi_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
-) -> None:
-    bad = tmp_path / "nope.txt" if kind == "missing" else tmp_path
-    good = smi_dir / "sysfs_current_compute_partition_cpx.txt"
-    assert main(["partition", "parse", str(good), str(bad)]) == 2
+    path = tmp_path / "saved.txt"
+    path.write_text(content)
+    assert main(["partition", "parse", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"cannot read {bad}" in captured.err
-    assert " — " in captured.err
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"fleetbench: error: {path} {why} — give a saved output of ")
+    for understood in ("amd-smi", "rocm-smi", "rocminfo", "sysfs", "KFD"):
+        assert understood in captured.err
+
+
+def test_mix_of_good_and_bad_files_prints_the_good_names_each_bad_and_exits_2(
+    smi_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("nothing about GPUs here\n")
+    missing = tmp_path / "nope.txt"
+    first = smi_dir / "sysfs_current_compute_partition_cpx.txt"
+    last = smi_dir / "amd-smi_static_partition_cpx_nps4_64dev_rocm63.json"
+    files = [first, empty, notes, missing, tmp_path, last]
+    assert main(["partition", "parse", *map(str, files)]) == 2
+    captured = capsys.readouterr()
+    # Every good file, in order, exactly as without the bad ones.
+    assert [line["file"] for line in _lines(captured.out)] == [str(first), str(last)]
+    assert main(["partition", "parse", str(first), str(last)]) == 0
+    assert capsys.readouterr().out == captured.out
+    errors = captured.err.splitlines()
+    assert len(errors) == 4
+    assert errors[0].startswith(f"fleetbench: error: {empty} is empty — ")
+    assert errors[1].startswith(f"fleetbench: error: {notes} is of no known partition format")
+    assert errors[2].startswith(f"fleetbench: error: cannot read {missing}: ")
+    assert errors[3].startswith(f"fleetbench: error: cannot read {tmp_path}: ")
+
+
+def test_known_formats_without_partition_facts_are_printed(
+    smi_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A tool's error message is a known format that says nothing about partitions: printed.
+    error = smi_dir / "amd-smi_set_compute_partition_error_busy_docs.txt"
+    assert main(["partition", "parse", str(error)]) == 0
+    (line,) = _lines(capsys.readouterr().out)
+    assert (line["format"], line["compute_partition"]) == ("amd-smi-error", None)
 
 
 def test_partition_needs_an_action(capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,3 +133,17 @@ def test_installed_command_reads_files_and_stdin(smi_dir: Path) -> None:
         {"file": "-", "format": "sysfs-current-memory-partition", "compute_partition": None,
          "memory_partition": "NPS4", "devices": None, "unknown_devices": None},
     ]
+
+
+def test_installed_command_rejects_an_empty_file_and_empty_stdin(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("fleetbench")
+    empty = tmp_path / "amd-smi_partition.txt"
+    empty.write_text("")
+    done = subprocess.run([str(script), "partition", "parse", str(empty)],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"fleetbench: error: {empty} is empty — give a saved output")
+    piped = subprocess.run([str(script), "partition", "parse", "-"], input="",
+                           capture_output=True, text=True, check=False, timeout=60)
+    assert (piped.returncode, piped.stdout) == (2, "")
+    assert piped.stderr.startswith("fleetbench: error: - is empty")

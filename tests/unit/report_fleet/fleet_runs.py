@@ -176,6 +176,7 @@ def write_run(
             (host_dir / "partition.json").write_text("{}")
         entries[host] = {
             "status": spec.status, "reason": spec.reason, "steps": {}, "slots": slots,
+            "planned_slots": [f"slot{slot}" for slot in range(spec.slots)],
             "image_digest": spec.digest if spec.reports else None,
             "mad_commit": "0123456789abcdef0123" if spec.reports else None,
         }

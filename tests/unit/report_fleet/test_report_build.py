@@ -12,6 +12,7 @@ import pytest
 
 from fleetbench.cli import main
 from fleetbench.reports.render import CSV_COLUMNS, build_report, escape_label
+from tests.conftest import run_cli
 from tests.unit.report_fleet.fleet_runs import (
     CONFIGURATIONS,
     NAME,
@@ -64,7 +65,8 @@ def test_outputs_and_canonical_csv(tmp_path: Path) -> None:
     assert float(first["vs_median"]) == pytest.approx(
         float(first["value"]) / float(first["fleet_median"]) - 1)
     data = summary(run_dir)
-    assert data["gate"] == {"failed": False, "headlines": [], "reasons": []}
+    assert data["gate"] == {"failed": False, "headlines": [], "reasons": [], "hosts_not_ok": [],
+                            "missing_results": 0, "missing_slots": []}
     assert len(data["records"]) == len(body)  # type: ignore[arg-type]
     assert len(data["configurations"]) == CONFIGURATIONS  # type: ignore[arg-type]
     markdown = (folder / "summary.md").read_text()
@@ -192,21 +194,101 @@ def test_missing_results_failures_and_host_status_are_reported(tmp_path: Path) -
         lab04=HostSpec(status="unreachable", reason="ssh: <timeout> & gone", reports=False),
     )
     run_dir = write_run(tmp_path, hosts)
-    assert build(run_dir, "--no-history", "--format", "html,json,md") == 0
+    assert build(run_dir, "--no-history", "--format", "html,json,md") == 1
     data = summary(run_dir)
     missing = data["missing_results"]
-    assert {(m["host"], m["slot"], m["metric"]) for m in missing} == {  # type: ignore[attr-defined]
-        ("lab03", "slot1", "throughput_total"), ("lab03", "slot1", "throughput_gen")}
+    lab03 = {(m["host"], m["slot"], m["metric"]) for m in missing  # type: ignore[attr-defined]
+             if m["host"] == "lab03"}
+    assert lab03 == {("lab03", "slot1", "throughput_total"), ("lab03", "slot1", "throughput_gen")}
+    lab04 = [m for m in missing if m["host"] == "lab04"]  # type: ignore[attr-defined]
+    assert len(lab04) == 2 * CONFIGURATIONS  # the unreachable host lacks everything
     failed = data["failed_measurements"]
     assert [(f["host"], f["slot"], f["metric"], f["value"]) for f in failed] == [  # type: ignore[attr-defined]
         ("lab03", "slot0", "latency", None)]
-    lab04 = next(h for h in data["hosts"] if h["host"] == "lab04")  # type: ignore[attr-defined]
-    assert (lab04["status"], lab04["reason"]) == ("unreachable", "ssh: <timeout> & gone")
+    host = next(h for h in data["hosts"] if h["host"] == "lab04")  # type: ignore[attr-defined]
+    assert (host["status"], host["reason"], host["missing"]) == (
+        "unreachable", "ssh: <timeout> & gone", 2 * CONFIGURATIONS)
     html = (run_dir / "report" / "index.html").read_text()
-    assert "Missing results (2)" in html and "Failed measurements (1)" in html
+    assert f"Missing results ({2 + 2 * CONFIGURATIONS})" in html
+    assert "Failed measurements (1)" in html
     assert "ssh: &lt;timeout&gt; &amp; gone" in html  # autoescaped
     markdown = (run_dir / "report" / "summary.md").read_text()
     assert "## Missing results" in markdown and "## Failed measurements" in markdown
+
+
+def _hosts_failed_run(tmp_path: Path) -> Path:
+    """lab03 unreachable (nothing collected), lab04 skipped by preflight, lab02 short of one
+    throughput row on slot1: what a nightly `report build` must not call a pass."""
+    return write_run(tmp_path, healthy_fleet(
+        2,
+        lab02=HostSpec(edits=(Edit("throughput", 3, slots=(1,)),)),
+        lab03=HostSpec(status="unreachable", reports=False,
+                       reason='Data could not be sent to remote host "127.0.0.253": ssh: '
+                              "connect to host 127.0.0.253 port 22: Connection refused"),
+        lab04=HostSpec(status="skipped:preflight", reports=False,
+                       reason="compute partition SPX, expected CPX"),
+    ))
+
+
+def test_report_build_of_a_run_with_failed_hosts_exits_1_and_lists_them(
+        tmp_path: Path) -> None:
+    run_dir = _hosts_failed_run(tmp_path)
+    done = run_cli("report", "build", run_dir, "--no-history", "--format", "html,json,md")
+    assert done.returncode == 1, done.stderr
+    out = " ".join(done.stdout.split())  # the console wraps long lines
+    assert "gate passed" not in out
+    assert "gate failed" in out
+    assert "2 hosts not ok: lab03 unreachable, lab04 skipped:preflight" in out
+    missing = 2 + 2 * 2 * CONFIGURATIONS
+    assert f"{missing} planned results missing on 5 host slots (lab02/slot1, lab03/slot0, " \
+           "lab03/slot1, lab04/slot0, lab04/slot1)" in out
+    assert "- host not ok — lab03: unreachable (Data could not be sent to remote host " \
+           '"127.0.0.253": ssh: connect to host 127.0.0.253 port 22: Connection refused)' in out
+    assert "- host not ok — lab04: skipped:preflight (compute partition SPX, expected CPX)" in out
+    assert f"- missing results — lab02/slot1: 2 of {CONFIGURATIONS} planned results " \
+           "(throughput tp1 n" in out
+
+    gate = summary(run_dir)["gate"]
+    assert gate["failed"] is True  # type: ignore[index]
+    assert gate["hosts_not_ok"] == [  # type: ignore[index]
+        {"host": "lab03", "status": "unreachable",
+         "reason": 'Data could not be sent to remote host "127.0.0.253": ssh: connect to host '
+                   "127.0.0.253 port 22: Connection refused"},
+        {"host": "lab04", "status": "skipped:preflight",
+         "reason": "compute partition SPX, expected CPX"}]
+    assert gate["missing_results"] == missing  # type: ignore[index]
+    assert gate["missing_slots"] == [  # type: ignore[index]
+        {"host": "lab02", "slot": "slot1", "missing": 2, "of": CONFIGURATIONS},
+        *({"host": host, "slot": slot, "missing": CONFIGURATIONS, "of": CONFIGURATIONS}
+          for host in ("lab03", "lab04") for slot in ("slot0", "slot1"))]
+
+    html = (run_dir / "report" / "index.html").read_text()
+    assert "<title>fleetbench report 20261127T041747Z-309a — FAIL</title>" in html
+    assert "<li>2 hosts not ok: lab03 unreachable, lab04 skipped:preflight</li>" in html
+    assert "<li>host not ok — lab04: skipped:preflight (compute partition SPX, expected " \
+           "CPX)</li>" in html
+    # The missing-results table: the short slot names what it lacks, a slot that measured
+    # nothing says so instead of listing every configuration.
+    table = html[html.index("Missing results ("):]
+    table = table[:table.index("</table>")]
+    assert re.findall(r"<tr><td>([^<]+)</td>", table) == [
+        "lab02/slot1", "lab03/slot0", "lab03/slot1", "lab04/slot0", "lab04/slot1"]
+    assert table.count("every configuration: nothing measured") == 4
+    markdown = (run_dir / "report" / "summary.md").read_text()
+    assert "## Verdict: FAIL" in markdown
+    assert "- 2 hosts not ok: lab03 unreachable, lab04 skipped:preflight" in markdown
+    assert f"- lab03/slot0: {CONFIGURATIONS} missing (every configuration: nothing measured)" \
+        in markdown
+
+
+def test_report_build_json_verdict_lists_the_hosts(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert build(_hosts_failed_run(tmp_path), "--no-history", "--json") == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["gate"]["failed"] is True
+    assert [h["host"] for h in data["gate"]["hosts_not_ok"]] == ["lab03", "lab04"]
+    assert data["gate"]["headlines"][0] == ("2 hosts not ok: lab03 unreachable, "
+                                            "lab04 skipped:preflight")
 
 
 def test_drift_is_reported(tmp_path: Path) -> None:
@@ -288,7 +370,7 @@ def test_prometheus_textfile(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, hosts)
     prom = tmp_path / "textfile" / "fleetbench.prom"
     prom.parent.mkdir()
-    assert build(run_dir, "--no-history", "--format", "json", "--prometheus", prom) == 0
+    assert build(run_dir, "--no-history", "--format", "json", "--prometheus", prom) == 1
     samples = parse_prometheus(prom.read_text())
     values = [s for s in samples if s[0] == "fleetbench_benchmark_value"]
     assert len(values) == 3 * 2 * CONFIGURATIONS
@@ -297,7 +379,9 @@ def test_prometheus_textfile(tmp_path: Path) -> None:
     host_ok = {s[1]["host"]: s[2] for s in samples if s[0] == "fleetbench_host_ok"}
     assert host_ok == {"lab01": 1.0, "lab02": 1.0, "lab03": 0.0, "lab04": 0.0}
     (gate,) = [s for s in samples if s[0] == "fleetbench_gate_failed"]
-    assert gate[2] == 0.0
+    assert gate[2] == 1.0  # two hosts not ok
+    (missing,) = [s for s in samples if s[0] == "fleetbench_missing_results"]
+    assert missing[2] == 2 * CONFIGURATIONS  # the unreachable lab04's two planned slots
     (stamp,) = [s for s in samples if s[0] == "fleetbench_run_timestamp_seconds"]
     assert stamp[2] == 1795753067.0  # 2026-11-27T04:17:47Z
     assert all(math.isfinite(s[2]) for s in samples)

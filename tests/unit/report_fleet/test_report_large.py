@@ -85,7 +85,8 @@ def test_summarised_page_says_what_it_left_out(tmp_path: Path,
     # The notice at the top names every aggregation and where the full data is.
     notice = html[html.index(NOTICE):html.index("</section>", html.index(NOTICE))]
     assert "Large fleet: this page is summarised." in notice
-    assert "7 hosts and 12 host slots" in notice
+    # lab07's two planned slots count: they are missing every result.
+    assert "7 hosts and 14 host slots" in notice
     assert "up to 3 hosts and 4 host slots" in notice
     assert "one row per host (the median of its slots)" in notice
     assert "at most 2 rows each" in notice
@@ -101,16 +102,17 @@ def test_summarised_page_says_what_it_left_out(tmp_path: Path,
     assert "3 hosts ended ok without any finding" in hosts_section
     assert "lab01, lab03, lab06" in hosts_section
 
-    # Heat map: the first 2 of the 3 hosts with findings, then the other hosts in one row.
+    # Heat map: the first 2 of the 4 hosts with findings (lab07 misses every result), then
+    # the other hosts in one row.
     assert heat_rows(html) == ["lab02", "lab04", "other 3 hosts"]
-    assert "2 of 3 hosts with findings shown; the other 1 are left out" in html
+    assert "2 of 4 hosts with findings shown; the other 2 are left out" in html
 
     # Findings tables are capped and say so.
     assert "2 of 4 host slots with outliers shown; the other 2 are left out" in html
     assert f"2 of {4 * CONFIGURATIONS} outlier results shown" in html
 
     # Bar charts: one host with findings, the best and the worst of the others.
-    assert "3 of 6 hosts: 1 host with findings (of 2) and the 1 best and worst of the others" \
+    assert "3 of 7 hosts: 1 host with findings (of 3) and the 1 best and worst of the others" \
         in html
 
     # The full data stays complete.

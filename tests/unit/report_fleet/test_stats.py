@@ -21,9 +21,16 @@ from fleetbench.reports.stats import (
     fleet_statistics,
     higher_is_better,
     load_thresholds,
+    planned_slots,
     worse_by,
 )
-from tests.unit.report_fleet.fleet_runs import Edit, HostSpec, healthy_fleet, write_run
+from tests.unit.report_fleet.fleet_runs import (
+    CONFIGURATIONS,
+    Edit,
+    HostSpec,
+    healthy_fleet,
+    write_run,
+)
 
 
 def record(metric: str, value: float | None, *, batch: int = 1) -> Record:
@@ -131,7 +138,7 @@ def test_a_slow_slot_is_flagged_alone(tmp_path: Path) -> None:
 # --- missing results and failures ------------------------------------------------------------
 
 
-def test_missing_results_of_hosts_that_ran(tmp_path: Path) -> None:
+def test_missing_results_of_every_planned_slot(tmp_path: Path) -> None:
     hosts = healthy_fleet(
         2,
         lab03=HostSpec(edits=(Edit("throughput", 1, slots=(0,)),)),
@@ -148,13 +155,45 @@ def test_missing_results_of_hosts_that_ran(tmp_path: Path) -> None:
     # One throughput row = 2 metrics; one serving row = 6 metrics on each of 2 slots.
     assert sum(1 for m in missing if m.host == "lab03") == 2
     assert sum(1 for m in missing if m.host == "lab04") == 12
-    assert not {m.host for m in missing} & {"lab05", "lab06"}  # they never ran
+    # Hosts that never ran lack every result on each planned slot: nothing lost.
+    for host in ("lab05", "lab06"):
+        lacking = [(m.slot, m.configuration) for m in missing if m.host == host]
+        assert len(lacking) == 2 * CONFIGURATIONS
+        assert {slot for slot, _ in lacking} == {"slot0", "slot1"}
+    assert not {m.host for m in missing} & {"lab01", "lab02"}
 
 
 def test_a_host_that_ran_but_delivered_nothing_misses_everything() -> None:
     data = rows("throughput_total", {"a": 1.0, "b": 2.0})
     run = fleet(data, {"empty": "failed:benchmark", "down": "unreachable"})
-    assert [(m.host, m.slot) for m in find_missing(run)] == [("empty", "slot0")]
+    assert [(m.host, m.slot) for m in find_missing(run)] == [("empty", "slot0"),
+                                                             ("down", "slot0")]
+
+
+def test_a_host_the_manifest_knows_no_slot_of_misses_everything_as_one() -> None:
+    # An older manifest: no planned_slots, and an unreachable host lists no slot.
+    data = rows("throughput_total", {"a": 1.0, "b": 2.0})
+    run = fleet(data)
+    down = HostInfo(name="down", status="unreachable", reason="ssh: refused")
+    run = FleetRun("r1", Path("/nonexistent"), None, None, {}, (*run.hosts, down), run.rows)
+    assert [(m.host, m.slot) for m in find_missing(run)] == [("down", "host")]
+    assert planned_slots(down) == ("host",)
+    planned = HostInfo(name="down", status="unreachable", planned_slots=("slot0", "slot1"),
+                       slots=(SlotInfo("slot2", "skipped:gpus"),))
+    assert planned_slots(planned) == ("slot0", "slot1", "slot2")
+
+
+def test_a_slot_skipped_for_want_of_gpus_misses_its_results() -> None:
+    data = rows("throughput_total", {"a": 1.0, "b": 2.0})
+    run = fleet(data)
+    short = HostInfo(name="short", status="ok", planned_slots=("slot0",),
+                     slots=(SlotInfo("slot0", "skipped:gpus"),))
+    run = FleetRun("r1", Path("/nonexistent"), None, None, {}, (*run.hosts, short), run.rows)
+    analysis = analyse(run)
+    assert [(m.host, m.slot) for m in analysis.missing] == [("short", "slot0")]
+    assert analysis.gate.failed
+    assert analysis.gate.headlines == (
+        "1 planned result missing on 1 host slot (short/slot0)",)
 
 
 def test_failed_measurements_are_counted_not_averaged(tmp_path: Path) -> None:
@@ -262,9 +301,71 @@ def test_planted_regression_fails_the_gate(tmp_path: Path) -> None:
 
 
 def test_no_results_at_all_fails_the_gate() -> None:
-    run = fleet([], {"a": "unreachable"})
+    run = fleet([], {"a": "ok"})
     assert analyse(run).gate.reasons == (
         "no benchmark results in the run — see the host statuses",)
+
+
+# --- hosts not ok and planned results missing fail the gate ----------------------------------
+
+
+def test_an_unreachable_host_fails_the_gate_with_its_status_reason_and_missing_results(
+        tmp_path: Path) -> None:
+    hosts = healthy_fleet(
+        2,
+        lab03=HostSpec(status="unreachable", reports=False,
+                       reason="ssh: connect to host 127.0.0.253 port 22: Connection refused\n"
+                              "second line"),
+    )
+    analysis = analyse(collect_run(write_run(tmp_path, hosts)))
+    gate = analysis.gate
+    assert gate.failed
+    assert [h.to_dict() for h in gate.hosts_not_ok] == [
+        {"host": "lab03", "status": "unreachable",
+         "reason": "ssh: connect to host 127.0.0.253 port 22: Connection refused"}]
+    assert [m.to_dict() for m in gate.missing_slots] == [
+        {"host": "lab03", "slot": "slot0", "missing": CONFIGURATIONS, "of": CONFIGURATIONS},
+        {"host": "lab03", "slot": "slot1", "missing": CONFIGURATIONS, "of": CONFIGURATIONS}]
+    assert gate.missing_results == 2 * CONFIGURATIONS == len(analysis.missing)
+    assert gate.headlines == (
+        "1 host not ok: lab03 unreachable",
+        f"{2 * CONFIGURATIONS} planned results missing on 2 host slots (lab03/slot0, "
+        "lab03/slot1)",
+    )
+    assert gate.reasons[0] == ("host not ok — lab03: unreachable (ssh: connect to host "
+                               "127.0.0.253 port 22: Connection refused)")
+    assert gate.reasons[1].startswith(
+        f"missing results — lab03/slot0: {CONFIGURATIONS} of {CONFIGURATIONS} planned results "
+        "(latency tp1 bs1 128/128 latency; ")
+    assert gate.reasons[1].endswith(" …)")
+    assert len(gate.reasons) == 3
+
+
+@pytest.mark.parametrize("status", ["failed:image", "skipped:preflight", "skipped:locked",
+                                    "failed:incomplete", "failed:benchmark"])
+def test_every_host_not_ok_fails_the_gate(tmp_path: Path, status: str) -> None:
+    # Even with every result in place: the host's status says something went wrong.
+    hosts = healthy_fleet(3, lab02=HostSpec(status=status, reason="why"))
+    gate = analyse(collect_run(write_run(tmp_path, hosts))).gate
+    assert gate.failed
+    assert gate.headlines == (f"1 host not ok: lab02 {status}",)
+    assert gate.reasons == (f"host not ok — lab02: {status} (why)",)
+
+
+def test_a_healthy_fleet_passes_with_empty_lists(tmp_path: Path) -> None:
+    gate = analyse(collect_run(write_run(tmp_path, healthy_fleet(3)))).gate
+    assert gate.to_dict() == {"failed": False, "headlines": [], "reasons": [],
+                              "hosts_not_ok": [], "missing_results": 0, "missing_slots": []}
+
+
+def test_many_hosts_not_ok_are_named_in_the_headline_up_to_five(tmp_path: Path) -> None:
+    hosts = healthy_fleet(2, **{f"gpu{i}": HostSpec(status="unreachable", reports=False)
+                                for i in range(1, 8)})
+    gate = analyse(collect_run(write_run(tmp_path, hosts))).gate
+    assert gate.headlines[0] == ("7 hosts not ok: gpu1 unreachable, gpu2 unreachable, gpu3 "
+                                 "unreachable, gpu4 unreachable, gpu5 unreachable …")
+    assert len(gate.hosts_not_ok) == 7
+    assert sum(1 for r in gate.reasons if r.startswith("host not ok — ")) == 7
 
 
 def test_drift_of_image_digest_and_partition(tmp_path: Path) -> None:

@@ -113,6 +113,38 @@ def test_parse_bad_file_exits_2_and_prints_nothing(
     assert message in err
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "empty file"),
+    ("\ufeff\r\n  \n", "empty file"),
+    ("nothing,to,see\n1,2,3\n", "not a MAD vLLM report (header: nothing,to,see)"),
+])
+def test_parse_empty_or_unknown_file_exits_2_naming_it_and_the_formats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    path = tmp_path / "Llama-3.1-8B-Instruct_serving_report.csv"
+    path.write_text(content, encoding="utf-8", newline="")
+    assert main(["report", "parse", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"fleetbench: error: {path}: {message} — give a MAD *_report.csv, "
+                   "perf_<name>.csv, per-benchmark CSV or MAD/madengine perf.csv\n")
+
+
+def test_parse_names_every_bad_file_and_prints_nothing(
+    mad_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    files = [mad_dir / F_LLAMA, empty, mad_dir / NOT_A_REPORT, mad_dir / D_SERVING]
+    assert main(["report", "parse", *map(str, files)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"fleetbench: error: {empty}: empty file — ")
+    assert lines[1].startswith(f"fleetbench: error: {mad_dir / NOT_A_REPORT}: not a MAD vLLM")
+
+
 def test_parse_damaged_report_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "perf_x.csv"
     path.write_text("model,performance,metric\nx_1_1_128_1_float16,fast,ms\n")
