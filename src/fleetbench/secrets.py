@@ -28,6 +28,8 @@ _SECRET_NAME = re.compile(
 _NAMES_A_PLACE = re.compile(r"_(FILE|PATH|DIR|SOCK|SOCKET)$", re.IGNORECASE)
 # The Hugging Face token, under the names huggingface_hub reads (newest first).
 HF_TOKEN_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# What Hugging Face tokens look like ("hf_" and letters, today 37 characters).
+_HF_TOKEN_SHAPE = re.compile(r"^hf_[A-Za-z0-9]{8,}$")
 
 
 class Secret:
@@ -109,9 +111,11 @@ def _token_from_file(path: Path) -> Secret:
                 )
             text = handle.read().strip()
     except OSError as exc:
+        # A token typed where its file's path belongs must not be echoed back.
+        shown = "the value given" if _HF_TOKEN_SHAPE.match(str(path.name)) else str(path)
         raise BadInput(
-            f"--hf-token-file {path} cannot be read ({exc.strerror}) — pass a "
-            "readable file holding the token"
+            f"--hf-token-file {shown} cannot be read ({exc.strerror}) — pass a "
+            "readable file holding the token, not the token itself"
         ) from None
     except UnicodeDecodeError:
         raise BadInput(f"--hf-token-file {path} is not text — put the token in it") from None

@@ -152,3 +152,12 @@ def test_sweep_removes_only_folders_of_dead_controllers(tmp_path: Path) -> None:
     other.mkdir()
     assert scratch.sweep("fleetbench-runner-", tmp_path) == [left]
     assert mine.exists() and other.exists() and not left.exists()
+
+
+def test_a_token_given_as_the_file_path_is_not_echoed(tmp_path: Path) -> None:
+    value = "hf_" + "A1b2C3d4" * 4
+    with pytest.raises(BadInput, match="not the token itself") as caught:
+        load_hf_token(Path(value), {})
+    assert value not in str(caught.value)
+    with pytest.raises(BadInput, match="missing-file"):
+        load_hf_token(tmp_path / "missing-file", {})
