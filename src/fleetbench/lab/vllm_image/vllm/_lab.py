@@ -1,0 +1,294 @@
+"""What the lab host's settings make of this container's "GPUs": speed, checks and faults.
+
+The lab writes each host's settings to a ``bench.env`` (``key=value`` lines) mounted at
+``/fleetbench-lab/bench.env`` in the host's benchmark containers (``$FLEETBENCH_LAB_ENV``
+overrides the path; no file = a healthy host called "localhost"), the same channel the
+lab's stand-in MAD script reads:
+
+    host=lab01     seeds this host's few-percent spread
+    mode=ok        ok | fail | hang | slow
+    factor=1.0     multiplies throughput and divides latency (plants a slow host)
+    slow_s=2       seconds each engine start takes in slow mode
+    fail_after=2   engine starts that succeed in fail mode before each later one fails
+
+Every benchmark entry point is one engine start ("point"); the points a container has run
+are counted in ``$FLEETBENCH_LAB_POINTS`` (default ``/tmp/fleetbench-lab-points``, fresh
+in each container), so ``fail_after`` holds across the many processes of a MAD sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+SETTINGS_FILE = "/fleetbench-lab/bench.env"
+POINTS_FILE = "/tmp/fleetbench-lab-points"  # noqa: S108 - a file of the container's own /tmp
+MODES = ("ok", "fail", "hang", "slow")
+GATED_ORGS = ("meta-llama/", "mistralai/")
+
+_NUMBER = re.compile(r"^[0-9]+([.][0-9]+)?$")
+_COUNT = re.compile(r"^[0-9]+$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PARAMS = re.compile(r"([0-9]+([.][0-9]+)?)[Bb]([^A-Za-z0-9]|$)")
+_PY = "/usr/local/lib/python3.12/dist-packages"
+
+
+class SettingsError(Exception):
+    """The host's bench.env holds a value the lab does not understand."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One lab host's benchmark behaviour."""
+
+    host: str = "localhost"
+    mode: str = "ok"
+    factor: float = 1.0
+    slow_s: float = 2.0
+    fail_after: int = 2
+
+
+def settings_path() -> str:
+    """Where the host's settings are read from."""
+    return os.environ.get("FLEETBENCH_LAB_ENV", SETTINGS_FILE)
+
+
+def parse_settings(text: str) -> Settings:
+    """A bench.env's text as :class:`Settings` (unknown keys are ignored)."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.rstrip("\r")
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = value
+    mode = values.get("mode", "ok")
+    if mode not in MODES:
+        raise SettingsError(f"unknown mode '{mode}' (ok, fail, hang or slow)")
+    factor = values.get("factor", "1.0")
+    if not _NUMBER.match(factor) or float(factor) <= 0:
+        raise SettingsError(f"factor '{factor}' is not a positive number")
+    slow_s = values.get("slow_s", "2")
+    if not _NUMBER.match(slow_s):
+        raise SettingsError(f"slow_s '{slow_s}' is not a number of seconds")
+    fail_after = values.get("fail_after", "2")
+    if not _COUNT.match(fail_after):
+        raise SettingsError(f"fail_after '{fail_after}' is not a count")
+    return Settings(
+        host=values.get("host", "localhost"),
+        mode=mode,
+        factor=float(factor),
+        slow_s=float(slow_s),
+        fail_after=int(fail_after),
+    )
+
+
+def read_settings() -> Settings:
+    """The host's settings; a broken bench.env ends the process (exit 1) naming the file."""
+    path = settings_path()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Settings()
+    try:
+        return parse_settings(text)
+    except SettingsError as error:
+        print(f"[fleetbench-lab] {path}: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _hash(text: str) -> int:
+    # The lab's stand-in MAD script (awk) hashes names the same way: same host, same spread.
+    value = 7
+    for char in text:
+        code = ord(char)
+        value = (value * 31 + (code if 32 <= code < 127 else 0)) % 2147483647
+    return value
+
+
+def visible_devices() -> list[str] | None:
+    """HIP_VISIBLE_DEVICES as a list, None when unset (every GPU of the container)."""
+    value = os.environ.get("HIP_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [item for item in value.split(",") if item != ""]
+
+
+def speed(settings: Settings) -> float:
+    """How fast this host and slot are (> 1 is faster): the factor times a few percent."""
+    slot = os.environ.get("HIP_VISIBLE_DEVICES", "")
+    host_part = 1 + (_hash(settings.host) % 61 - 30) / 1000
+    slot_part = 1 + (_hash(slot) % 41 - 20) / 1000
+    return settings.factor * host_part * slot_part
+
+
+def model_params_b(model: str) -> float:
+    """The model size in billions from its name ("...-70B-..." -> 70); 8 when it does not say."""
+    match = _PARAMS.search(model.rsplit("/", 1)[-1])
+    return float(match.group(1)) if match else 8.0
+
+
+def scale(model: str, tp: int, fp8: bool) -> float:
+    """Time per token relative to an 8B model on one GPU: fixed overhead + streaming the
+    weights (fp8 halves them, roughly) + the all-reduce of tensor parallelism."""
+    weights = 0.65 * model_params_b(model) / tp * (0.55 if fp8 else 1.0)
+    return (7 + weights + (2 if tp > 1 else 0)) / 12.2
+
+
+def percentile(values: list[float], q: float) -> float:
+    """numpy.percentile's default (linear) interpolation."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def log(where: str, message: str) -> None:
+    """A vLLM-style log line."""
+    stamp = time.strftime("%m-%d %H:%M:%S")
+    print(f"INFO {stamp} [{where}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------- failures as vLLM's
+
+
+def die(lines: list[str]) -> NoReturn:
+    sys.stdout.flush()
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def frame(script: str) -> list[str]:
+    return ["Traceback (most recent call last):", f'  File "{script}", line 173, in <module>',
+            "    main(args)"]
+
+
+def fail_not_a_model(script: str, model: str) -> NoReturn:
+    """What transformers says about a model id the hub does not know."""
+    die([
+        *frame(script),
+        f"OSError: {model} is not a local folder and is not a valid model identifier listed "
+        "on 'https://huggingface.co/models'",
+        "If this is a private repository, make sure to pass a token having permission to this "
+        "repo either by logging in with `huggingface-cli login` or by passing "
+        "`token=<your_token>`",
+    ])
+
+
+def fail_gated(script: str, model: str) -> NoReturn:
+    """What vLLM prints for a gated model without a token."""
+    url = f"https://huggingface.co/{model}/resolve/main/config.json"
+    die([
+        *frame(script),
+        f'  File "{_PY}/vllm/engine/arg_utils.py", line 1018, in create_model_config',
+        "    return ModelConfig(",
+        f"OSError: You are trying to access a gated repo.\nMake sure to have access to it at "
+        f"https://huggingface.co/{model}.\n401 Client Error. (Request ID: "
+        "Root=1-6650b2c1-3f0c5a9e1d7b4c2a0e9f8d7c)\n\n"
+        f"Cannot access gated repo for url {url}.\nAccess to model {model} is restricted. "
+        "You must have access to it and be authenticated to access it. Please log in.",
+    ])
+
+
+def fail_devices(script: str, message: str) -> NoReturn:
+    """vLLM's complaint about the GPUs it can see."""
+    die([
+        *frame(script),
+        f'  File "{_PY}/vllm/config.py", line 1771, in __post_init__',
+        "    raise ValueError(",
+        f"ValueError: {message}",
+    ])
+
+
+OOM_MESSAGE = (
+    "torch.OutOfMemoryError: HIP out of memory. Tried to allocate 3.50 GiB. GPU 0 has a total "
+    "capacity of 191.98 GiB of which 1.12 GiB is free. Of the allocated memory 184.37 GiB is "
+    "allocated by PyTorch, and 4.87 GiB is reserved by PyTorch but unallocated. If reserved but "
+    "unallocated memory is large try setting PYTORCH_HIP_ALLOC_CONF=expandable_segments:True "
+    "to avoid fragmentation.  See documentation for Memory Management  "
+    "(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)"
+)
+
+
+def fail_oom(script: str) -> NoReturn:
+    """The planted failure: the engine runs out of GPU memory."""
+    die([
+        *frame(script),
+        f'  File "{_PY}/vllm/worker/model_runner.py", line 1291, in profile_run',
+        "    self.execute_model(model_input, kv_caches, intermediate_tensors)",
+        OOM_MESSAGE,
+    ])
+
+
+# ------------------------------------------------------------------- engine start
+
+
+def _points_path() -> str:
+    return os.environ.get("FLEETBENCH_LAB_POINTS", POINTS_FILE)
+
+
+def points_done() -> int:
+    """Engine starts this container has run so far."""
+    try:
+        return int(Path(_points_path()).read_text(encoding="utf-8").strip() or "0")
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def count_point() -> None:
+    with contextlib.suppress(OSError):
+        Path(_points_path()).write_text(f"{points_done() + 1}\n", encoding="utf-8")
+
+
+def check_engine(script: str, model: str, tp: int) -> None:
+    """What vLLM checks as it loads a model: the id, the token of a gated repo, the GPUs."""
+    log("__init__.py:239", "Automatically detected platform rocm.")
+    local = model.startswith(("/", "./"))
+    if not local and not _MODEL_ID.match(model):
+        fail_not_a_model(script, model)
+    if model.startswith(GATED_ORGS) and not (
+        os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    ):
+        fail_gated(script, model)
+    devices = visible_devices()
+    if devices is not None:
+        shown = os.environ.get("HIP_VISIBLE_DEVICES", "")
+        if not devices:
+            fail_devices(script, "No HIP GPUs are available (HIP_VISIBLE_DEVICES is empty)")
+        if tp > len(devices):
+            fail_devices(script, f"tensor parallel size {tp} is larger than the number of "
+                         f"visible devices {len(devices)} (HIP_VISIBLE_DEVICES={shown})")
+        if tp < len(devices):
+            # vLLM would idle the extra GPUs; in the lab a slot is exactly its devices.
+            fail_devices(script, f"tensor parallel size {tp} does not use all {len(devices)} "
+                         f"visible devices (HIP_VISIBLE_DEVICES={shown}): one slot per container")
+
+
+def hang(tp: int) -> NoReturn:
+    """The planted hang: a collective that never completes."""
+    log("custom_all_reduce.py:146", f"Registering CUDA graph addresses for {tp} ranks")
+    while True:
+        time.sleep(3600)
+
+
+def start_engine(script: str, model: str, tp: int, settings: Settings) -> None:
+    """One benchmark point's engine start: vLLM's checks, then the host's planted fault."""
+    check_engine(script, model, tp)
+    if settings.mode == "hang":
+        hang(tp)
+    if settings.mode == "slow":
+        time.sleep(settings.slow_s)
+    if settings.mode == "fail" and points_done() >= settings.fail_after:
+        fail_oom(script)
+    count_point()
+    log("llm_engine.py:240", f"Initializing a V0 LLM engine (v0.9.1) with config: "
+        f"model='{model}', tensor_parallel_size={tp}, seed=0")
