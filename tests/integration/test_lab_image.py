@@ -120,7 +120,7 @@ def test_vllm_serve_answers_curl_and_the_serving_benchmark(
 
 def test_host_faults_reach_the_entry_points(lab: LabFleet, tmp_path: Path) -> None:
     try:
-        lab.set("lab02", "bench=fail")
+        lab.set("lab02", "bench=fail", "fail_after=2")
         # Each entry point is one engine start; two succeed before the planted failure.
         done = _run(lab, "lab02", tmp_path,
                     f"for i in 1 2 3; do {LATENCY} lat$i.json; echo rc=$?; done")

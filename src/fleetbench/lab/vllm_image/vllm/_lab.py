@@ -9,7 +9,8 @@ lab's stand-in MAD script reads:
     mode=ok        ok | fail | hang | slow
     factor=1.0     multiplies throughput and divides latency (plants a slow host)
     slow_s=2       seconds each engine start takes in slow mode
-    fail_after=2   engine starts that succeed in fail mode before each later one fails
+    fail_after=0   engine starts that succeed in fail mode before each later one fails
+                   (0: every one fails, as the lab's MAD script counts its points)
 
 Every benchmark entry point is one engine start ("point"); the points a container has run
 are counted in ``$FLEETBENCH_LAB_POINTS`` (default ``/tmp/fleetbench-lab-points``, fresh
@@ -52,7 +53,7 @@ class Settings:
     mode: str = "ok"
     factor: float = 1.0
     slow_s: float = 2.0
-    fail_after: int = 2
+    fail_after: int = 0
 
 
 def settings_path() -> str:
@@ -77,7 +78,7 @@ def parse_settings(text: str) -> Settings:
     slow_s = values.get("slow_s", "2")
     if not _NUMBER.match(slow_s):
         raise SettingsError(f"slow_s '{slow_s}' is not a number of seconds")
-    fail_after = values.get("fail_after", "2")
+    fail_after = values.get("fail_after", "0")
     if not _COUNT.match(fail_after):
         raise SettingsError(f"fail_after '{fail_after}' is not a count")
     return Settings(
