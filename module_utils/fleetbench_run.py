@@ -95,8 +95,22 @@ def remove_containers(run_id, host):
     return containers, "; ".join(errors) or None
 
 
+def remove_mad_snapshot(work_dir):
+    """Remove ``<work_dir>/mad`` when it is a snapshot the controller sent (no ``.git``):
+    it is the run's footprint, and a later run that clones MAD there would find the folder
+    taken. A git checkout stays, to be updated in place by the next run."""
+    mad = os.path.join(work_dir, "mad")
+    if os.path.isdir(mad) and not os.path.exists(os.path.join(mad, ".git")):
+        shutil.rmtree(mad, ignore_errors=True)
+        return True
+    return False
+
+
 def clean_up(run_id, host, lock):
-    """Containers first, then the token and lock (those go even when a container stays)."""
+    """Containers first, then the token and lock (those go even when a container stays),
+    then a MAD snapshot of the run (only when the lock was this run's)."""
     containers, error = remove_containers(run_id, host)
     released = release_lock(lock, run_id)
-    return {"removed": containers, "released": released, "error": error}
+    snapshot = remove_mad_snapshot(os.path.dirname(lock)) if released else False
+    return {"removed": containers, "released": released, "error": error,
+            "mad_snapshot_removed": snapshot}

@@ -127,3 +127,18 @@ def test_token_never_reaches_the_controllers_disk_or_children(
     # ... and nothing is left anywhere afterwards, on the controller or the hosts.
     assert scan_for(CANARY, run_dir, run_lab.root, *_controller_places()) == []
     assert CANARY not in out + err
+
+
+def test_a_host_goes_from_a_mad_snapshot_back_to_git(run_lab: LabFleet, tmp_path: Path) -> None:
+    """An offline run leaves no snapshot behind that would block the next run's clone."""
+    env = {"HF_TOKEN": CANARY, "FLEETBENCH_HISTORY": str(tmp_path / "history.sqlite")}
+    common = ["run", "-i", str(run_lab.inventory), "--model", MODEL, "--gpus", "8",
+              "--scenario", "latency", "--slots", "1", "--limit", "lab02", "--no-report",
+              "--json", "--runs-dir", str(tmp_path / "runs")]
+    synced = fleetbench(tmp_path, *common, "--mad-sync", str(run_lab.root / "mad"),
+                        "--mad-ref", "v-era-d", env=env)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert not (run_lab.root / "hosts" / "lab02" / "work" / "mad").exists()
+    cloned = fleetbench(tmp_path, *common, env=env)
+    assert cloned.returncode == 0, cloned.stdout + cloned.stderr
+    assert json.loads(cloned.stdout)["hosts"]["lab02"]["status"] == "ok"
