@@ -26,6 +26,7 @@ from typing import Any
 from fleetbench import __version__, roleargs
 from fleetbench.errors import BadInput
 from fleetbench.inventory import Fleet, load_fleet
+from fleetbench.lock import this_controller
 from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
 from fleetbench.plan import RunPlan, assign_slots, needs_token, validate_choices
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
@@ -258,6 +259,8 @@ def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict
                collect_dest: Path) -> dict[str, Any]:
     extravars: dict[str, Any] = {
         "fleetbench_run_id": run_id,
+        # Written into each host's lock: who holds it, so a dead run's lock can be told.
+        "fleetbench_controller": this_controller().to_dict(),
         "fleetbench_slots_by_host": dict(slots_by_host),
         "fleetbench_collect_dest": str(collect_dest),
         "benchmark_model": plan.model,
