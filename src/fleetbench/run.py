@@ -16,14 +16,13 @@ import json
 import secrets
 import signal
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbench import __version__, roleargs
+from fleetbench import __version__, roleargs, scratch
 from fleetbench.errors import BadInput
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.lock import this_controller
@@ -338,11 +337,11 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
     # them would run their benchmarks only after others finished (bench/RESULTS.md, forks).
     forks = len(hosts)
     with (_token_socket(request.token) as token_socket, _cancel_on_signals() as cancel,
-          tempfile.TemporaryDirectory(prefix="fleetbench-mad-") as scratch):
+          scratch.folder("fleetbench-mad-") as mad_scratch):
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
         if request.mad_snapshot is not None:
-            extravars["mad_archive"] = str(write_archive(request.mad_snapshot, Path(scratch)))
+            extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
             extravars["fleetbench_mad_ref"] = request.mad_snapshot.ref
         run: PlaybookRun | None = None
