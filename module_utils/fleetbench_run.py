@@ -119,7 +119,11 @@ def remove_containers(run_id, host):
 
 
 def clean_up(run_id, host, lock):
-    """Containers first, then the token and lock (those go even when a container stays)."""
+    """Containers first, then the token and lock (those go even when a container stays).
+
+    ``holder`` says who held the lock before ({} when nobody): another run's lock is left.
+    """
+    holder = held_by(lock)
     containers, error = remove_containers(run_id, host)
     released = release_lock(lock, run_id)
-    return {"removed": containers, "released": released, "error": error}
+    return {"removed": containers, "released": released, "error": error, "holder": holder}
