@@ -1,27 +1,31 @@
-"""Runs ansible-playbook so that nothing of it outlives fleetbench.
+"""Runs ansible-playbook so that nothing of it outlives fleetbench, or a cancel.
 
 ansible-runner starts ansible-playbook through pexpect, in a session of its own that ignores
 SIGHUP, and Ansible's workers each start a session of their own (``WorkerProcess._detach``
-calls ``setsid``). When fleetbench dies without running its clean-up (``kill -9``, the
-OOM killer), nothing tells them: ansible-playbook and its workers go on acting on the hosts
-until their tasks end, hours for a benchmark wait. fleetbench therefore starts
-ansible-playbook through this small program, put in front of ansible-runner's own command
-line (:func:`fleetbench.runner.run_playbook`). It
+calls ``setsid``). Nothing tells them when fleetbench dies without its clean-up
+(``kill -9``, the OOM killer): they go on acting on the hosts until their tasks end, hours
+for a benchmark wait. A cancel (Ctrl-C, SIGTERM, a timeout) has ansible-runner SIGKILL
+ansible-playbook's process group, which holds no worker either: a worker busy with a task
+is orphaned, and one that then reports to its dead parent blocks on the full pipe for good.
 
-- asks the kernel for SIGTERM when its parent, fleetbench, dies (``PR_SET_PDEATHSIG``), then
-  checks that fleetbench is still its parent (it may have died before the request);
-- becomes a child subreaper (``PR_SET_CHILD_SUBREAPER``): whatever is started below it and
-  orphaned (Ansible's workers, their ssh clients, ssh's ControlPersist masters) stays below
-  it, so it can find all of it;
-- keeps ansible-playbook in its own process group, the one pexpect made: ansible-runner
-  kills that group with SIGKILL on a cancel (Ctrl-C, SIGTERM, a timeout), so those work
-  exactly as without the guard (a group of its own would escape that SIGKILL);
-- on SIGTERM (fleetbench died, or anyone asked) sends SIGTERM to every process below it
-  (ansible-playbook passes it on to its workers, a worker to its ssh clients), SIGKILL to
-  whatever is left after a short grace, and exits.
+fleetbench therefore starts ansible-playbook through this program, put in front of
+ansible-runner's own command line (:func:`fleetbench.runner.run_playbook`). It is two
+processes:
 
-Otherwise it passes ansible-playbook's exit status through. Standard library only, run as a
-script with ``python -I``: it needs nothing of fleetbench on the import path.
+- the *front*, the process ansible-runner starts: it dies with fleetbench
+  (``PR_SET_PDEATHSIG``, then a check that fleetbench is still its parent: it may have died
+  before the request), and passes the keeper's exit status on;
+- the *keeper*, the front's child, in a process group of its own, so that a cancel's
+  SIGKILL misses it. It is a child subreaper (``PR_SET_CHILD_SUBREAPER``): whatever is
+  started below it and orphaned (Ansible's workers, their ssh clients, ssh's ControlPersist
+  masters) stays below it, and is reaped as it ends. It starts ansible-playbook in the
+  front's process group — the one a cancel kills, exactly as without the guard — and waits
+  for it. When the front dies (fleetbench died, or the cancel killed it) or on SIGTERM, it
+  sends SIGTERM to every process below it, SIGKILL to what is left after a short grace,
+  and exits.
+
+Standard library only, run as a script with ``python -I``: it needs nothing of fleetbench
+on the import path.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ PR_SET_CHILD_SUBREAPER = 36
 #: How long the processes below get to end on SIGTERM before SIGKILL.
 GRACE_S = 3.0
 _POLL_S = 0.05
+STOPPED = 128 + signal.SIGTERM
 
 
 def command(argv: Sequence[str], parent: int) -> list[str]:
@@ -59,10 +64,14 @@ def _prctl() -> Callable[[int, int], int] | None:
     return function
 
 
-def die_with_parent(prctl: Callable[[int, int], int] | None = None) -> bool:
-    """Ask for SIGTERM when this process's parent dies; False where the kernel cannot."""
-    prctl = prctl or _prctl()
-    return prctl is not None and prctl(PR_SET_PDEATHSIG, signal.SIGTERM) == 0
+def bind_to_parent(parent: int, signum: int) -> bool:
+    """Ask for ``signum`` when this process's parent dies; False when ``parent`` is no longer
+    the parent (it died before the request took effect). Where the kernel has no such
+    request, only the check is made."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signum)
+    return os.getppid() == parent
 
 
 def descendants(pid: int, proc: Path = Path("/proc")) -> list[int]:
@@ -139,13 +148,65 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Stop
 
 
-def _bind_to_guard() -> None:
-    """In ansible-playbook before exec: SIGTERM when the guard dies (any way it dies)."""
-    die_with_parent()
+def _detach_stdio() -> None:
+    """Let go of the terminal pexpect gave us: once ansible-playbook is gone, ansible-runner
+    waits for the end of its output, which comes when no process holds the terminal."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def keeper(argv: Sequence[str], front: int) -> int:
+    """The keeper's life (see the module's docstring); its exit status (minus a signal)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    status = STOPPED
+    try:
+        group = os.getpgrp()  # the front's: the one a cancel SIGKILLs
+        os.setpgid(0, 0)  # out of it
+        prctl = _prctl()
+        if prctl is not None:
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
+        if not bind_to_parent(front, signal.SIGTERM):
+            return STOPPED  # the front is gone already: start nothing
+
+        def into_the_fronts_group() -> None:
+            os.setpgid(0, group)
+            bind_to_parent(os.getppid(), signal.SIGTERM)  # and die with the keeper
+
+        try:
+            child = subprocess.Popen(argv, preexec_fn=into_the_fronts_group)  # noqa: PLW1509 - one thread
+        except OSError as exc:
+            print(f"playbook_guard: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr)
+            return 127
+        except subprocess.SubprocessError:
+            return STOPPED  # the front's group is gone: it was killed meanwhile
+        _detach_stdio()
+        status = _wait_reaping(child.pid)
+        # Killed (a cancel SIGKILLs ansible-playbook with the front), or the front is gone:
+        # its workers may live on, orphaned (below us). A normal end leaves only ssh's
+        # ControlPersist masters, which the next playbook reuses.
+        if status < 0 or os.getppid() != front:
+            raise _Stop
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return status
+    except _Stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_everything_below()
+        return status
+
+
+def _exit_like(status: int) -> int:
+    """``status`` (an exit code, or minus a signal) as this process's own end."""
+    if status < 0:  # pass a death by signal on as one
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+        return 128 - status
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command after ``--``; its exit code, or 143 when stopped by SIGTERM."""
+    """Run the command after ``--``; its exit code (or death by signal), or 143 when stopped."""
     parser = argparse.ArgumentParser(prog="playbook_guard", description=__doc__)
     parser.add_argument("--parent", type=int, required=True,
                         help="pid of the fleetbench this command must not outlive")
@@ -155,24 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not child_argv:
         parser.error("no command to run after --")
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        prctl = _prctl()
-        if die_with_parent(prctl) and prctl is not None:
-            prctl(PR_SET_CHILD_SUBREAPER, 1)
-        if os.getppid() != args.parent:
-            return 128 + signal.SIGTERM  # fleetbench is gone already: start nothing
-        child = subprocess.Popen(child_argv, preexec_fn=_bind_to_guard)  # noqa: PLW1509 - one thread
-        returncode = _wait_reaping(child.pid)
-    except _Stop:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_everything_below()
-        return 128 + signal.SIGTERM
-    if returncode < 0:  # pass a death by signal on as one
-        signal.signal(-returncode, signal.SIG_DFL)
-        os.kill(os.getpid(), -returncode)
-        return 128 - returncode
-    return returncode
+    # The front has nothing to clean up: it just dies with fleetbench; the keeper notices.
+    if not bind_to_parent(args.parent, signal.SIGKILL):
+        return STOPPED  # fleetbench is gone already: start nothing
+    front = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(_exit_like(keeper(child_argv, front)))
+    _, status = os.waitpid(pid, 0)
+    return _exit_like(os.waitstatus_to_exitcode(status))
 
 
 if __name__ == "__main__":

@@ -181,8 +181,8 @@ def run_playbook(
         # ansible-runner seeds the child's environment with ours and writes it to
         # artifacts/<id>/command when it starts: no secret may be in it.
         runner.config.env = child_environment(runner.config.env, secrets)
-        # ansible-playbook and its workers must not outlive us, even killed by SIGKILL:
-        # the guard in front of ansible-runner's own command line sees to it.
+        # ansible-playbook and its workers must outlive neither us (even killed by SIGKILL)
+        # nor a cancel: the guard in front of ansible-runner's own command line sees to it.
         runner.config.command = playbook_guard.command(runner.config.command, os.getpid())
         runner.run()
         status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)

@@ -166,6 +166,42 @@ def test_kill_9_takes_ansible_along_and_unlock_frees_what_the_run_left(
     assert not any(lock_of(run_lab, h).exists() for h in HOSTS)
 
 
+def test_ctrl_c_leaves_no_process_of_its_ansible_behind(run_lab: LabFleet,
+                                                         tmp_path: Path) -> None:
+    """A cancel has ansible-runner SIGKILL ansible-playbook; its workers, each in a session
+    of its own, must not live on (one reporting to its dead parent blocks for good)."""
+    runs = tmp_path / "runs"
+    run_lab.set("lab03", "bench=hang")
+    proc = subprocess.Popen([str(FLEETBENCH), *run_args(run_lab, runs, "--limit", "lab03")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **run_env(runs)})
+
+    def this_run() -> str:
+        return next((d.name for d in runs.glob("2*")), "")
+
+    try:
+        wait_for_containers(proc, lambda names: bool(this_run()) and sum(
+            f"-{this_run()}-" in n for n in names) >= 2)
+        below = {pid: started(pid) for pid in descendants(proc.pid)}
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        stop(proc)
+        run_lab.restore("lab03")
+    assert proc.returncode == 1, err
+    assert json.loads(out)["hosts"]["lab03"]["status"] == "failed:interrupted"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = {pid: cmdline(pid) for pid, start in below.items()
+                if start is not None and started(pid) == start}
+        if not left:
+            break
+        time.sleep(0.5)
+    assert left == {}, f"still running after the interrupted run ended: {left}"
+    assert run_containers(this_run()) == []
+    assert not lock_of(run_lab, "lab03").exists()
+
+
 def _dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

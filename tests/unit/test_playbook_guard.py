@@ -36,30 +36,40 @@ PLAYBOOK = textwrap.dedent("""
         with open(os.path.join(out, name), "w") as handle:
             handle.write(str(os.getpid()))
 
-    if os.fork() == 0:
+    def detach():  # as Ansible's workers and ssh's daemon do: no terminal, no stdio
         os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+
+    if os.fork() == 0:
+        detach()
         record("worker")
         time.sleep(600)
         os._exit(0)
     if os.fork() == 0:
-        os.setsid()
+        detach()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         record("stubborn")
         time.sleep(600)
         os._exit(0)
     if os.fork() == 0:
-        os.setsid()
+        detach()
         if os.fork() == 0:
             record("daemon")
             time.sleep(600)
         os._exit(0)
     if os.fork() == 0:
+        detach()
         if os.fork() == 0:
             time.sleep(0.3)  # an orphan that ends while the playbook runs
             record("brief")
             os._exit(0)
         os._exit(0)
+    # Slow to end on SIGTERM (ansible-playbook first passes it on to its workers).
+    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2.5), os._exit(143)))
     record("playbook")
+    print("playbook running", flush=True)
     time.sleep(600)
 """)
 
@@ -173,21 +183,62 @@ def test_nothing_starts_when_the_parent_is_already_gone(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
 def test_sigterm_to_the_guard_stops_everything_below(tmp_path: Path) -> None:
-    guard = subprocess.Popen(guarded(tmp_path, os.getpid()))
+    guard = subprocess.Popen(guarded(tmp_path, os.getpid()), stdout=subprocess.DEVNULL)
     found: dict[str, int] = {}
     try:
         assert wait_for(lambda: len(pids(tmp_path)) == len(NAMES))
         found = pids(tmp_path)
+        (keeper,) = children(guard.pid)
         assert wait_for((tmp_path / "brief").is_file)
         time.sleep(0.5)
         # The orphan that ended was reaped: no zombies pile up over a long run.
-        assert zombie_children(guard.pid) == []
+        assert zombie_children(keeper) == []
         guard.send_signal(signal.SIGTERM)
-        assert guard.wait(timeout=playbook_guard.GRACE_S + 5) == 128 + signal.SIGTERM
-        assert not any(alive(p) for p in found.values())
+        assert guard.wait(timeout=5) == -signal.SIGTERM
+        assert wait_for(lambda: not any(alive(p) for p in [*found.values(), keeper]),
+                        timeout=playbook_guard.GRACE_S + 5)
     finally:
         guard.kill()
+        kill_all(found)
+
+
+def test_a_cancel_kills_the_playbook_at_once_and_its_orphans_soon(tmp_path: Path) -> None:
+    """What ansible-runner does on Ctrl-C, SIGTERM or a timeout: SIGKILL to the process group
+    of the process it started through pexpect, then wait for the end of the output."""
+    import pexpect
+
+    argv = guarded(tmp_path, os.getpid())
+    child = pexpect.spawn(argv[0], argv[1:], ignore_sighup=True, encoding="utf-8")
+    found: dict[str, int] = {}
+    try:
+        child.expect("playbook running", timeout=20)
+        assert wait_for(lambda: len(pids(tmp_path)) == len(NAMES))
+        found = pids(tmp_path)
+        (keeper,) = children(child.pid)
+        os.killpg(os.getpgid(child.pid), signal.SIGKILL)
+        started = time.monotonic()
+        child.expect(pexpect.EOF, timeout=5)  # nothing else holds the terminal
+        # The playbook was killed with the group at once, as without the guard (SIGTERM
+        # would take it 2.5 s).
+        assert wait_for(lambda: not alive(found["playbook"]), timeout=1)
+        assert time.monotonic() - started < 2
+        assert wait_for(lambda: not any(alive(p) for p in [*found.values(), keeper]),
+                        timeout=playbook_guard.GRACE_S + 5), {
+            n: p for n, p in found.items() if alive(p)}
+    finally:
+        child.close(force=True)
         kill_all(found)
 
 
@@ -199,3 +250,10 @@ def test_descendants_reads_the_process_tree(tmp_path: Path) -> None:
         (proc / str(pid) / "stat").write_text(f"{pid} (a) b)) {state} {ppid} 0 0\n")
     assert playbook_guard.descendants(10, proc) == [11, 12]
     assert playbook_guard.descendants(14, proc) == []
+
+
+def test_a_missing_command_is_named() -> None:
+    argv = playbook_guard.command(["/nonexistent/ansible-playbook", "x.yml"], os.getpid())
+    done = subprocess.run(argv, check=False, capture_output=True, text=True)
+    assert done.returncode == 127
+    assert "cannot run /nonexistent/ansible-playbook: No such file" in done.stderr
