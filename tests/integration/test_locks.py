@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from fleetbench.lab.services import descendants
@@ -22,7 +23,6 @@ from fleetbench.lock import boot_id
 from tests.conftest import FLEETBENCH, run_cli
 from tests.integration.conftest import LabFleet
 from tests.integration.test_run import (
-    fleetbench_containers,
     fleetbench_run,
     manifest,
     run_args,
@@ -59,7 +59,14 @@ def lock_of(lab: LabFleet, host: str) -> Path:
 
 
 def run_containers(run_id: str) -> list[str]:
-    return [name for name in fleetbench_containers() if f"-{run_id}-" in name]
+    """The containers labelled with ``run_id`` (the Docker engine is shared with whatever
+    else runs on this machine)."""
+    client = docker.from_env()
+    try:
+        listed = client.api.containers(all=True, filters={"label": f"fleetbench.run={run_id}"})
+        return [c["Names"][0].lstrip("/") for c in listed]
+    finally:
+        client.close()
 
 
 def check_json(lab: LabFleet, *extra: str) -> dict[str, dict[str, Any]]:
@@ -91,9 +98,8 @@ def test_kill_9_takes_ansible_along_and_unlock_frees_what_the_run_left(
         return next((d.name for d in runs.glob("2*")), "")
 
     try:
-        # This run's own: the Docker engine is shared with whatever else runs on this machine.
-        wait_for_containers(proc, lambda names: bool(this_run()) and sum(
-            f"-{this_run()}-" in n for n in names) >= 4)
+        wait_for_containers(proc, lambda _: bool(this_run())
+                            and len(run_containers(this_run())) >= 4)
         run_id = this_run()
         below = {pid: started(pid) for pid in descendants(proc.pid)}
         commands = [cmdline(pid).split() for pid in below]
@@ -180,8 +186,8 @@ def test_ctrl_c_leaves_no_process_of_its_ansible_behind(run_lab: LabFleet,
         return next((d.name for d in runs.glob("2*")), "")
 
     try:
-        wait_for_containers(proc, lambda names: bool(this_run()) and sum(
-            f"-{this_run()}-" in n for n in names) >= 2)
+        wait_for_containers(proc, lambda _: bool(this_run())
+                            and len(run_containers(this_run())) >= 2)
         below = {pid: started(pid) for pid in descendants(proc.pid)}
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=180)
