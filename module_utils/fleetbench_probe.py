@@ -10,8 +10,10 @@ It reads files and runs read-only commands; the raw text is returned as is and j
 the controller, so parsing lives in tested Python, not here.
 
 The one change it makes is the run lock, and only when ``lock_run_id`` is given
-(``fleetbench run``): taken first, so a host in use by another run is reported before
-anything else happens. Without a run (``fleetbench check``) it only says who holds it.
+(``fleetbench run``, with ``lock_controller``: the controller's host name, fleetbench's pid
+and boot id, written into the lock): taken first, so a host in use by another run is
+reported before anything else happens. Without a run (``fleetbench check``) it only says
+who holds it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ DEFAULTS = {
     "command_timeout": 60,
     "lock_path": None,
     "lock_run_id": None,
-    "lock_stale_hours": 48.0,
+    "lock_controller": None,
 }
 
 
@@ -53,7 +55,7 @@ def probe(params):
     lock = None
     if params["lock_run_id"]:
         taken, owner, message = take_lock(params["lock_path"], params["lock_run_id"],
-                                          float(params["lock_stale_hours"]))
+                                          params["lock_controller"])
         if not taken:
             return {"failed": True, "msg": message, "locked": True,
                     "lock": {"taken": False, "owner": owner}}

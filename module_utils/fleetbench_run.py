@@ -2,17 +2,21 @@
 
 Shared by the modules that take, inspect and release it (runs on the target, standard
 library only). The lock is a folder made with one atomic ``mkdir``; ``owner.json`` inside
-names the run. The Hugging Face token file lives in that folder, so releasing the lock
-removes the token too.
+names the run and the controller that runs it (see fleetbench.lock, which judges on the
+controller whether that run is dead). The Hugging Face token file lives in that folder, so
+releasing the lock removes the token too.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import shutil
 import subprocess
 import time
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def lock_owner(path):
@@ -25,47 +29,66 @@ def lock_owner(path):
     return owner if isinstance(owner, dict) else {}
 
 
+def lock_age_s(path, owner):
+    """Seconds since the lock was taken, by this host's clock: from ``since``, else from the
+    folder's time (a lock without a readable owner)."""
+    try:
+        taken = calendar.timegm(time.strptime(owner.get("since", ""), TIME_FORMAT))
+    except (TypeError, ValueError):
+        taken = os.stat(path).st_mtime
+    return max(0, int(time.time() - taken))
+
+
 def held_by(path):
-    """Who holds the lock at ``path`` ({} when free), with its age in hours."""
+    """Who holds the lock at ``path`` ({} when free): its ``owner.json`` and ``age_s``."""
     if not os.path.isdir(path):
         return {}
     owner = dict(lock_owner(path))
     try:
-        owner["age_hours"] = round((time.time() - os.stat(path).st_mtime) / 3600, 2)
+        owner["age_s"] = lock_age_s(path, owner)
     except OSError:
-        return {}
+        return {}  # released meanwhile
     owner.setdefault("run_id", "?")
     return owner
 
 
-def take_lock(path, run_id, stale_hours):
-    """Take the lock for ``run_id``: (taken, owner, message when not taken).
+def write_owner(path, owner):
+    """Write ``owner.json`` whole or not at all (a reader never sees half of it)."""
+    part = os.path.join(path, "owner.json.part")
+    with open(part, "w", encoding="utf-8") as handle:
+        json.dump(owner, handle)
+    os.replace(part, os.path.join(path, "owner.json"))
 
-    Taking it again for the same run succeeds (``--resume``); a lock older than
-    ``stale_hours`` is taken over, since its run died without cleaning up.
+
+def take_lock(path, run_id, controller):
+    """Take the lock for ``run_id`` of ``controller`` ({host, pid, boot_id} of the
+    fleetbench that runs it): (taken, owner, message when not taken).
+
+    Taking it again for the same run succeeds (``--resume``) and records the controller
+    that resumes it. A lock is never taken over by age: whether its run is dead is judged
+    on the controller, and a dead run's lock is released by ``fleetbench unlock``.
     """
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    for _ in range(2):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            owner = lock_owner(path)
-            if owner.get("run_id") == run_id:
-                return True, owner, None
-            age_h = (time.time() - os.stat(path).st_mtime) / 3600
-            if age_h < stale_hours:
-                return False, owner, (
-                    "host is in use by fleetbench run %s (since %s); wait for it, or "
-                    "remove %s if that run is dead" % (
-                        owner.get("run_id", "?"), owner.get("since", "?"), path))
-            shutil.rmtree(path, ignore_errors=True)  # stale: its run died long ago
-            continue
-        owner = {"run_id": run_id, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "pid": os.getpid()}
-        with open(os.path.join(path, "owner.json"), "w", encoding="utf-8") as handle:
-            json.dump(owner, handle)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        owner = held_by(path)
+        if owner.get("run_id") != run_id:
+            return False, owner, (
+                "host is in use by fleetbench run {} (since {})".format(
+                    owner.get("run_id", "?"), owner.get("since", "?")))
+        owner = {"run_id": run_id, "since": owner.get("since") or now(),
+                 "controller": controller or {}}
+        write_owner(path, owner)
         return True, owner, None
-    return False, {}, "could not take the lock at %s" % path
+    owner = {"run_id": run_id, "since": now(), "controller": controller or {}}
+    write_owner(path, owner)
+    return True, owner, None
+
+
+def now():
+    """The current time as the lock records it (UTC)."""
+    return time.strftime(TIME_FORMAT, time.gmtime())
 
 
 def release_lock(path, run_id):
@@ -108,9 +131,13 @@ def remove_mad_snapshot(work_dir):
 
 def clean_up(run_id, host, lock):
     """Containers first, then the token and lock (those go even when a container stays),
-    then a MAD snapshot of the run (only when the lock was this run's)."""
+    then a MAD snapshot of the run (only when the lock was this run's).
+
+    ``holder`` says who held the lock before ({} when nobody): another run's lock is left.
+    """
+    holder = held_by(lock)
     containers, error = remove_containers(run_id, host)
     released = release_lock(lock, run_id)
     snapshot = remove_mad_snapshot(os.path.dirname(lock)) if released else False
-    return {"removed": containers, "released": released, "error": error,
+    return {"removed": containers, "released": released, "error": error, "holder": holder,
             "mad_snapshot_removed": snapshot}

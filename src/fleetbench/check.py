@@ -34,15 +34,24 @@ class HostCheck:
     #: partition verdict with each source's reading, driver version… (None: no verdict).
     verdict: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def lock(self) -> Mapping[str, Any] | None:
+        """Another run's lock on the host: ``{run_id, controller, age_s, stale}`` (None: free)."""
+        return (self.verdict or {}).get("lock")
+
     def contract(self) -> dict[str, Any]:
-        """The per-host object of ``fleetbench check --json`` (DESIGN.md §6), exactly."""
-        return {
+        """The per-host object of ``fleetbench check --json`` (DESIGN.md §6), exactly;
+        ``lock`` only on a host another run holds."""
+        contract: dict[str, Any] = {
             "status": self.status,
             "compute_partition": self.compute_partition,
             "memory_partition": self.memory_partition,
             "logical_gpus": self.logical_gpus,
             "problems": list(self.problems),
         }
+        if self.lock is not None:
+            contract["lock"] = dict(self.lock)
+        return contract
 
 
 @dataclass(frozen=True)

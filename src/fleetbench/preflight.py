@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetbench.errors import BadInput
+from fleetbench.lock import Controller, judge_lock, this_controller
+from fleetbench.lock import describe as describe_lock
 from fleetbench.partition import ExpectedPartition, evaluate_host
 
 GB = 10**9
@@ -47,8 +49,14 @@ def _as_bool(value: object) -> bool:
     raise BadInput(f"{value!r} is not a boolean — use true or false")
 
 
-def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
-    """The verdict on one host as JSON-able data: ``ok``, ``problems``, ``warnings`` and facts."""
+def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any], *,
+                controller: Controller | None = None,
+                inventory: str | None = None) -> dict[str, Any]:
+    """The verdict on one host as JSON-able data: ``ok``, ``problems``, ``warnings`` and facts.
+
+    A lock of another run is judged by ``controller`` (default: this process on this
+    machine); ``inventory`` is named in the fix for a stale one.
+    """
     options = PreflightOptions.from_args(args)
     problems: list[str] = []
     warnings: list[str] = []
@@ -83,13 +91,11 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, 
         )
 
     lock = probe.get("lock") or {}
-    holder = lock.get("owner") or {}
-    if holder and not lock.get("taken"):
-        warnings.append(
-            f"in use by fleetbench run {holder.get('run_id', '?')} (since "
-            f"{holder.get('since', '?')}): a run started now skips this host (skipped:locked) "
-            "until that one ends"
-        )
+    held = None if lock.get("taken") else judge_lock(lock.get("owner") or {},
+                                                     controller or this_controller())
+    if held is not None:
+        warnings.append(f"{describe_lock(held, inventory)} — a run started now skips this "
+                        "host (skipped:locked)")
 
     partition = evaluate_host(probe.get("raw") or {}, options.expected)
     problems.extend(partition.problems)
@@ -108,4 +114,6 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, 
         "driver_version": probe.get("driver_version"),
         "free_disk_gb": free_gb,
         "partition": partition.to_dict(),
+        # Another run's lock, as `check --json` shows it (None: free, or this run's own).
+        "lock": held.contract() if held is not None else None,
     }

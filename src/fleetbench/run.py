@@ -17,17 +17,17 @@ import secrets
 import shutil
 import signal
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbench import __version__, roleargs
+from fleetbench import __version__, roleargs, scratch
 from fleetbench.errors import BadInput
 from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet, load_fleet
+from fleetbench.lock import this_controller
 from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
 from fleetbench.plan import (
     RunPlan,
@@ -289,6 +289,8 @@ def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict
                collect_dest: Path) -> dict[str, Any]:
     extravars: dict[str, Any] = {
         "fleetbench_run_id": run_id,
+        # Written into each host's lock: who holds it, so a dead run's lock can be told.
+        "fleetbench_controller": this_controller().to_dict(),
         "fleetbench_slots_by_host": dict(slots_by_host),
         "fleetbench_collect_dest": str(collect_dest),
         "benchmark_model": plan.model,
@@ -367,11 +369,11 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
     # them would run their benchmarks only after others finished (bench/RESULTS.md, forks).
     forks = len(hosts)
     with (_token_socket(request.token) as token_socket, _cancel_on_signals() as cancel,
-          tempfile.TemporaryDirectory(prefix="fleetbench-mad-") as scratch):
+          scratch.folder("fleetbench-mad-") as mad_scratch):
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
         if request.mad_snapshot is not None:
-            extravars["mad_archive"] = str(write_archive(request.mad_snapshot, Path(scratch)))
+            extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
             extravars["fleetbench_mad_ref"] = request.mad_snapshot.ref
         run: PlaybookRun | None = None

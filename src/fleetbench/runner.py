@@ -21,7 +21,7 @@ from typing import Any
 import ansible_runner
 import ansible_runner.interface
 
-from fleetbench import scratch
+from fleetbench import playbook_guard, scratch
 from fleetbench.errors import RunnerError
 from fleetbench.resources import ansible_config, module_utils_path, playbook_path, roles_path
 from fleetbench.roleargs import SKIP_VALIDATION_TAGS
@@ -181,6 +181,9 @@ def run_playbook(
         # ansible-runner seeds the child's environment with ours and writes it to
         # artifacts/<id>/command when it starts: no secret may be in it.
         runner.config.env = child_environment(runner.config.env, secrets)
+        # ansible-playbook and its workers must outlive neither us (even killed by SIGKILL)
+        # nor a cancel: the guard in front of ansible-runner's own command line sees to it.
+        runner.config.command = playbook_guard.command(runner.config.command, os.getpid())
         runner.run()
         status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
         if status != "canceled" and rc & ~_HOST_FAILURE_BITS:

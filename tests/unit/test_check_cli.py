@@ -64,3 +64,18 @@ def test_report_from_run_maps_every_outcome() -> None:
 
 def test_host_check_without_result_is_failed() -> None:
     assert host_check("x", None).status == "failed"
+
+
+def test_a_locked_host_shows_its_lock_and_a_free_one_none() -> None:
+    verdict = {"ok": True, "problems": [], "warnings": ["in use by fleetbench run R"],
+               "compute_partition": "CPX", "memory_partition": "NPS4", "logical_gpus": 64}
+    held = {"run_id": "R", "controller": {"host": "ctl01", "pid": 7, "boot_id": "b"},
+            "age_s": 90, "stale": True}
+    run = PlaybookRun(playbook="check", status="successful", rc=0, results=(
+        _result("a", "ok", {"verdict": {**verdict, "lock": held}}),
+        _result("b", "ok", {"verdict": {**verdict, "warnings": [], "lock": None}}),
+    ))
+    hosts = report_from_run(("a", "b"), run).contract()["hosts"]
+    assert hosts["a"] == {"status": "ok", "compute_partition": "CPX", "memory_partition": "NPS4",
+                          "logical_gpus": 64, "problems": [], "lock": held}
+    assert "lock" not in hosts["b"]  # the contract of a free host is unchanged

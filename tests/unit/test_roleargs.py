@@ -123,10 +123,10 @@ def test_validate_raises_one_message_with_the_fix(tmp_path: Path) -> None:
 
 def test_check_exits_2_before_starting_anything(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    inv = _inventory(tmp_path, {**GOOD, "preflight_lock_stale_hours": "a while"})
+    inv = _inventory(tmp_path, {**GOOD, "preflight_command_timeout": "a while"})
     assert main(["check", "-i", str(inv)]) == 2
     err = capsys.readouterr().err
-    assert "preflight_lock_stale_hours" in err and err.count("\n") == 1
+    assert "preflight_command_timeout" in err and err.count("\n") == 1
 
 
 def test_run_exits_2_and_creates_no_run_directory(tmp_path: Path,

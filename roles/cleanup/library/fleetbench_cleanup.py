@@ -1,5 +1,8 @@
 #!/usr/bin/python
-"""Remove every container of a run (by label), then its token file and lock."""
+"""Remove every container of a run (by label), then its token file and lock.
+
+Another run's lock is left alone; ``holder`` says who held the lock before (empty: nobody).
+"""
 
 from __future__ import annotations
 
@@ -30,9 +33,10 @@ def main():
     cleaned = clean_up(params["run_id"], params["host"], params["lock"])
     if cleaned["error"]:
         module.fail_json(msg=cleaned["error"], removed=cleaned["removed"],
-                         released=cleaned["released"])
+                         released=cleaned["released"], holder=cleaned["holder"])
     module.exit_json(changed=bool(cleaned["removed"]) or cleaned["released"],
-                     removed=cleaned["removed"], released=cleaned["released"])
+                     removed=cleaned["removed"], released=cleaned["released"],
+                     holder=cleaned["holder"])
 
 
 if __name__ == "__main__":

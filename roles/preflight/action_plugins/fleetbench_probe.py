@@ -19,7 +19,7 @@ from ansible.plugins.action import ActionBase
 # own process before it forks a worker per host, so every worker inherits the modules
 # instead of importing them again (bench/RESULTS.md, tuning log).
 try:
-    from fleetbench import remote
+    from fleetbench import lock, remote
     from fleetbench.preflight import judge_probe
 except ImportError as exc:
     FLEETBENCH_MISSING: ImportError | None = exc
@@ -27,7 +27,7 @@ else:
     FLEETBENCH_MISSING = None
 
 MODULE_ARGS = ("sysfs_root", "rocm_path", "disk_path", "command_timeout",
-               "lock_path", "lock_run_id", "lock_stale_hours")
+               "lock_path", "lock_run_id", "lock_controller")
 JUDGE_ARGS = (
     "expected_compute",
     "expected_memory",
@@ -55,9 +55,18 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         module_args = {key: args[key] for key in MODULE_ARGS if key in args}
         probe = remote.run_probe(self, task_vars or {}, "probe", "fleetbench_probe", module_args)
         result.update(probe)
+        inventory = lock.inventory_of((task_vars or {}).get("ansible_inventory_sources"))
+        if probe.get("locked"):
+            # Another run holds the host: say who, whether that run is dead, and the fix.
+            held = lock.judge_lock((probe.get("lock") or {}).get("owner") or {},
+                                   lock.this_controller())
+            if held is not None:
+                result["msg"] = f"host is {lock.describe(held, inventory)}"
+                result["lock"] = {**probe["lock"], "judged": held.contract()}
         if probe.get("failed") or probe.get("unreachable"):
             return result
-        verdict = judge_probe(probe, {key: args[key] for key in JUDGE_ARGS if key in args})
+        verdict = judge_probe(probe, {key: args[key] for key in JUDGE_ARGS if key in args},
+                              inventory=inventory)
         result["verdict"] = verdict
         result["changed"] = False
         if not verdict["ok"]:

@@ -25,7 +25,9 @@ options:
   command_timeout: {type: int, default: 60, description: Seconds any one command may take.}
   lock_path: {type: str, description: The host's run lock folder.}
   lock_run_id: {type: str, description: Take the lock for this run before probing.}
-  lock_stale_hours: {type: float, default: 48, description: Take over locks older than this.}
+  lock_controller:
+    type: dict
+    description: The controller taking the lock (host, pid, boot_id), written into the lock.
 author: fleetbench
 """
 
@@ -42,7 +44,7 @@ def main():
             "command_timeout": {"type": "int", "default": 60},
             "lock_path": {"type": "str"},
             "lock_run_id": {"type": "str"},
-            "lock_stale_hours": {"type": "float", "default": 48},
+            "lock_controller": {"type": "dict"},
         },
         required_by={"lock_run_id": "lock_path"},
         supports_check_mode=True,
