@@ -41,7 +41,7 @@ _ANSIBLE_HOST = re.compile(r'remote host "(?P<address>[^"]+)"')
 @dataclass(frozen=True)
 class HostKeyFailure:
     """What SSH said about a host's key: ``kind`` (changed, unknown, revoked, unverified),
-    the address as SSH names it (``10.0.0.5``, ``[10.0.0.5]:2222`` when the port is not 22)
+    the address as SSH names it (``192.0.2.15``, ``[192.0.2.15]:2222`` when the port is not 22)
     and the known_hosts (or revocation) file it names, if any."""
 
     kind: str

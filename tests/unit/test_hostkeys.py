@@ -93,12 +93,12 @@ def test_an_unknown_key_is_one_line_that_never_suggests_accepting_it() -> None:
 
 
 def test_a_bare_verification_failure_still_names_the_host() -> None:
-    message = ('Task failed: Data could not be sent to remote host "10.0.0.5". Make sure this '
+    message = ('Task failed: Data could not be sent to remote host "192.0.2.15". Make sure this '
                "host can be reached over ssh: Host key verification failed.")
     failure = host_key_failure(message)
-    assert failure is not None and (failure.kind, failure.address) == (UNVERIFIED, "10.0.0.5")
+    assert failure is not None and (failure.kind, failure.address) == (UNVERIFIED, "192.0.2.15")
     assert host_key_problem("gpu01", message) == (
-        "host key of gpu01 (10.0.0.5) could not be verified — compare its known_hosts entry "
+        "host key of gpu01 (192.0.2.15) could not be verified — compare its known_hosts entry "
         "with your provisioning source")
 
 

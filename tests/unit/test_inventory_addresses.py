@@ -45,7 +45,7 @@ def bad_input(path: Path, limit: str | None = None) -> str:
 
 
 @pytest.mark.parametrize("text", [
-    "10.1.2.3", "127.0.0.253", "::1", "fe80::1", "gpu01", "GPU-A-001", "gpu01.example.internal",
+    "198.51.100.3", "127.0.0.253", "::1", "fe80::1", "gpu01", "GPU-A-001", "gpu01.example.internal",
     "gpu01.example.internal.", "mi300x_a_001", "x" * 63 + ".example", "localhost",
 ])
 def test_addresses(text: str) -> None:
@@ -53,7 +53,7 @@ def test_addresses(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "", " ", "gpu 04", "gpu01:2222", "10.0.0.5:22", "[10.0.0.5]", "-gpu", "gpu-", "gpu..a",
+    "", " ", "gpu 04", "gpu01:2222", "192.0.2.15:22", "[192.0.2.15]", "-gpu", "gpu-", "gpu..a",
     "x" * 64, "10.0.0", "1234", "300.1.1.1", "gpu01/24", "ssh://gpu01", "gpu\u00e9",
     "gpu01,gpu02",
 ])
@@ -104,9 +104,9 @@ def test_dns_names_without_ansible_host_are_fine(tmp_path: Path) -> None:
 
 
 def test_a_port_in_ansible_host_is_named(tmp_path: Path) -> None:
-    path = inventory(tmp_path, "all:\n  hosts:\n    gpu01: {ansible_host: '10.0.0.5:2222'}\n")
+    path = inventory(tmp_path, "all:\n  hosts:\n    gpu01: {ansible_host: '192.0.2.15:2222'}\n")
     message = bad_input(path)
-    assert "host gpu01 (ansible_host '10.0.0.5:2222') has an address that is not a host name " \
+    assert "host gpu01 (ansible_host '192.0.2.15:2222') has an address that is not a host name " \
            "or IP address" in message
     assert "the port goes in ansible_port" in message
 
@@ -139,9 +139,9 @@ def test_one_address_behind_two_bastions_is_two_machines(tmp_path: Path) -> None
     path = inventory(tmp_path, (
         "all:\n  children:\n"
         "    cluster_a:\n      vars: {ansible_ssh_common_args: '-o ProxyJump=127.0.0.250'}\n"
-        "      hosts: {a-001: {ansible_host: 10.0.0.5}}\n"
+        "      hosts: {a-001: {ansible_host: 192.0.2.15}}\n"
         "    cluster_b:\n      vars: {ansible_ssh_common_args: '-o ProxyJump=127.0.0.251'}\n"
-        "      hosts: {b-001: {ansible_host: 10.0.0.5}}\n"
+        "      hosts: {b-001: {ansible_host: 192.0.2.15}}\n"
     ))
     assert load_fleet(path).hosts == ("a-001", "b-001")
 

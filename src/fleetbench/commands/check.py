@@ -44,7 +44,7 @@ def render_table(report: CheckReport) -> Table:
 def _row(host: HostCheck) -> list[str]:
     colour = "green" if host.status == "ok" else "red"
     notes = [*host.problems, *(f"warning: {w}" for w in host.warnings)]
-    # Problems are text ("[10.0.0.5]:2222" from SSH), not markup.
+    # Problems are text ("[192.0.2.15]:2222" from SSH), not markup.
     return [
         escape(host.name),
         f"[{colour}]{host.status}[/]",

@@ -127,7 +127,7 @@ def _colour(status: str) -> str:
 
 
 def _notes(name: str, problems: Sequence[str], warnings: Sequence[str]) -> list[str]:
-    # Problems are text ("[10.0.0.5]:2222" from SSH), not markup.
+    # Problems are text ("[192.0.2.15]:2222" from SSH), not markup.
     return [f"[red]{escape(name)}[/]: {escape(p)}" for p in problems] + [
         f"[yellow]{escape(name)}[/] (warning): {escape(w)}" for w in warnings
     ]

@@ -164,5 +164,5 @@ def _table(manifest: dict[str, Any]) -> Table:
         digest = (entry.get("image_digest") or "")[:19]
         reason = (entry.get("reason") or "").splitlines()[0] if entry.get("reason") else ""
         table.add_row(escape(host), f"[{colour}]{entry['status']}[/]", f"{good}/{len(slots)}",
-                      digest, escape(reason))  # text ("[10.0.0.5]:2222"), not markup
+                      digest, escape(reason))  # text ("[192.0.2.15]:2222"), not markup
     return table
