@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fleetbench import __version__, commands
 from fleetbench.errors import FleetbenchError
-from fleetbench.secrets import Secret, withhold_environment
+from fleetbench.secrets import Secret, restart_without_secrets, withhold_environment
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -139,5 +139,11 @@ def _print_traceback(exc: BaseException, secrets: Iterable[Secret]) -> None:
 
 
 def console_main() -> None:  # pragma: no cover - thin wrapper
-    """Console-script entry that exits with :func:`main`'s code."""
+    """Console-script entry that exits with :func:`main`'s code.
+
+    A command given secrets in its environment starts again without them first (see
+    :func:`fleetbench.secrets.restart_without_secrets`), so that not even this process's
+    own environment block, or a forked child's, shows them.
+    """
+    restart_without_secrets(["-m", "fleetbench", *sys.argv[1:]])
     sys.exit(main())

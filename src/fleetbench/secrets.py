@@ -11,9 +11,11 @@ of every child. fleetbench takes secrets out of its own environment as it starts
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
+import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 
@@ -28,6 +30,9 @@ _SECRET_NAME = re.compile(
 _NAMES_A_PLACE = re.compile(r"_(FILE|PATH|DIR|SOCK|SOCKET)$", re.IGNORECASE)
 # The Hugging Face token, under the names huggingface_hub reads (newest first).
 HF_TOKEN_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# The pipe that hands withheld secrets to the re-executed program (its number, not a secret).
+_HANDOVER_FD = "FLEETBENCH_SECRETS_FD"
+_PIPE_CAPACITY = 60000  # below Linux's 64 KiB pipe buffer: written before the reader runs
 # What Hugging Face tokens look like ("hf_" and letters, today 37 characters).
 _HF_TOKEN_SHAPE = re.compile(r"^hf_[A-Za-z0-9]{8,}$")
 
@@ -67,12 +72,55 @@ def is_secret_name(name: str) -> bool:
 
 def withhold_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, Secret]:
     """Take every secret variable out of ``environ`` (default: this process's own), so
-    that no child process inherits it; returns them, masked, by name."""
+    that no child process inherits it; returns them, masked, by name, with those
+    :func:`restart_without_secrets` handed over."""
     env = os.environ if environ is None else environ
-    taken = {name: Secret(env[name]) for name in list(env) if is_secret_name(name)}
-    for name in taken:
-        del env[name]
+    taken = _handed_over(env)
+    taken.update({name: Secret(env[name]) for name in list(env) if is_secret_name(name)})
+    for name in list(env):
+        if is_secret_name(name):
+            del env[name]
     return taken
+
+
+def restart_without_secrets(argv: list[str]) -> None:
+    """Start this program again, in this process, with no secret in its environment.
+
+    Taking a variable out of ``os.environ`` leaves it in the environment block the process
+    was started with, which ``/proc/<pid>/environ`` shows for this process and for every
+    child it forks. So the secrets go through a pipe instead (in memory, never on disk)
+    and the program is executed again with the rest of its environment; the new image
+    reads them back in :func:`withhold_environment`. Returns only when there is nothing to
+    withhold (or the platform cannot re-execute).
+    """
+    names = [name for name in os.environ if is_secret_name(name)]
+    if not names or not hasattr(os, "execve") or _HANDOVER_FD in os.environ:
+        return
+    payload = json.dumps({name: os.environ[name] for name in names}).encode()
+    if len(payload) > _PIPE_CAPACITY:
+        return  # would block before the reader exists; the in-process withholding remains
+    read_end, write_end = os.pipe()
+    os.write(write_end, payload)
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    env[_HANDOVER_FD] = str(read_end)
+    os.execve(sys.executable, [sys.executable, *argv], env)  # noqa: S606 - this very program
+
+
+def _handed_over(env: MutableMapping[str, str]) -> dict[str, Secret]:
+    fd_text = env.pop(_HANDOVER_FD, None)
+    if fd_text is None or not fd_text.isdigit():
+        return {}
+    chunks = []
+    try:
+        while chunk := os.read(int(fd_text), 65536):
+            chunks.append(chunk)
+        os.close(int(fd_text))
+    except OSError:
+        return {}
+    values = json.loads(b"".join(chunks) or b"{}")
+    return {str(k): Secret(str(v)) for k, v in values.items()}
 
 
 def child_environment(environ: Mapping[str, str],

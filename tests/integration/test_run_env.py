@@ -25,7 +25,7 @@ def test_container_env_from_inventory_and_cli(run_lab: LabFleet, tmp_path: Path)
                                                             "VLLM_USE_V1": "0"}
     own = tmp_path / "inventory.yml"
     own.write_text(yaml.safe_dump(inventory))
-    run_lab.set("lab01", "bench=slow", "slow_s=4")
+    run_lab.set("lab01", "bench=slow", "slow_s=1")
     proc = subprocess.Popen(
         [str(FLEETBENCH), "run", "-i", str(own), "--model", MODEL, "--gpus", "8",
          "--scenario", "latency", "--slots", "2", "--limit", "lab01", "--no-report",

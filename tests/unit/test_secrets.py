@@ -3,6 +3,7 @@ environments, refused from files others can read, served on a socket only to des
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,25 @@ def test_a_token_given_as_the_file_path_is_not_echoed(tmp_path: Path) -> None:
     assert value not in str(caught.value)
     with pytest.raises(BadInput, match="missing-file"):
         load_hf_token(tmp_path / "missing-file", {})
+
+
+RESTARTING = textwrap.dedent("""
+    import json, os, sys
+    from fleetbench.secrets import restart_without_secrets, withhold_environment
+    restart_without_secrets(["-c", sys.argv[1], sys.argv[1]])
+    taken = withhold_environment()
+    with open("/proc/self/environ", "rb") as handle:
+        block = handle.read()
+    print(json.dumps({"in_block": b"hf_unit_CANARY" in block,
+                      "taken": {k: v.reveal() for k, v in taken.items()},
+                      "left": [k for k in os.environ if "TOKEN" in k or "FLEETBENCH" in k]}))
+""")
+
+
+def test_restart_leaves_no_secret_in_the_process_environment_block() -> None:
+    done = subprocess.run([sys.executable, "-c", RESTARTING, RESTARTING],
+                          env={**os.environ, "HF_TOKEN": CANARY, "X_API_KEY": "k1"},
+                          capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    assert result == {"in_block": False, "taken": {"HF_TOKEN": CANARY, "X_API_KEY": "k1"},
+                      "left": []}
