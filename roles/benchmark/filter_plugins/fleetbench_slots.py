@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
 
-def fleetbench_waves(slots: list[dict[str, Any]], scenario: str, available_gpus: int,
-                     container_prefix: str) -> dict[str, Any]:
-    """Group ``slots`` into waves and drop slots needing GPUs the host lacks."""
+def _planning() -> ModuleType:
+    """fleetbench's planning module, or the error that says how to get it."""
     try:
-        from fleetbench.plan import plan_waves
+        from fleetbench import plan
     except ImportError as exc:
         raise AnsibleFilterError(
             "fleetbench is not importable on this controller: install it in the Python "
             "that runs ansible-playbook"
         ) from exc
-    return plan_waves(slots, scenario, available_gpus, container_prefix)
+    return plan
+
+
+def fleetbench_waves(slots: list[dict[str, Any]], scenario: str, available_gpus: int,
+                     container_prefix: str) -> dict[str, Any]:
+    """Group ``slots`` into waves and drop slots needing GPUs the host lacks."""
+    result: dict[str, Any] = _planning().plan_waves(slots, scenario, available_gpus,
+                                                    container_prefix)
+    return result
 
 
 def fleetbench_slot_env(env: dict[str, Any], overrides: dict[str, Any],
@@ -28,17 +36,10 @@ def fleetbench_slot_env(env: dict[str, Any], overrides: dict[str, Any],
     Checked as fleetbench checks it before a run (no secret-looking names, plain values),
     and as strings, which is what a container's environment holds.
     """
+    plan = _planning()
     try:
-        from fleetbench.errors import BadInput
-        from fleetbench.plan import check_container_env
-    except ImportError as exc:
-        raise AnsibleFilterError(
-            "fleetbench is not importable on this controller: install it in the Python "
-            "that runs ansible-playbook"
-        ) from exc
-    try:
-        merged = check_container_env({**env, **overrides}, "benchmark_env")
-    except BadInput as exc:
+        merged: dict[str, str] = plan.check_container_env({**env, **overrides}, "benchmark_env")
+    except plan.BadInput as exc:
         raise AnsibleFilterError(str(exc)) from None
     return {**merged, "HIP_VISIBLE_DEVICES": str(hip_visible_devices)}
 
