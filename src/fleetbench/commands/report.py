@@ -56,7 +56,9 @@ def _add_parse(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "parse",
         help="print the canonical records of MAD report files (JSON lines)",
         description=(
-            "Print one canonical record per line (JSON, keys in FORMATS.md section 4 order) "
+            "Print one canonical record per line (JSON: model, scenario, tp, batch_size, "
+            "num_prompts, max_concurrency, input_len, output_len, dtype, metric, value, unit "
+            "in that order) "
             "for every result in the given MAD report files. The format is detected from "
             f"each file's content ({_ERAS}). A file that cannot be read, is empty, is of "
             "no known format or is damaged is bad input (exit 2, one message per such "
