@@ -23,6 +23,9 @@ class MadSnapshot:
     source: Path
     ref: str
     commit: str
+    # Whether the commit's script can run the serving scenario (MAD's scripts before
+    # mid-2025 run latency and throughput only, and take `-s serving` silently).
+    runs_serving: bool = True
 
 
 def _git(source: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,7 +53,19 @@ def resolve_snapshot(source: Path, ref: str | None) -> MadSnapshot:
             "run.sh with config files instead — pass --mad-ref with a commit that still has "
             "the script"
         )
-    return MadSnapshot(source=source, ref=wanted, commit=sha)
+    script = _git(source, "show", f"{sha}:{SCRIPT}").stdout
+    return MadSnapshot(source=source, ref=wanted, commit=sha,
+                       runs_serving="serving" in script.lower())
+
+
+def check_scenario(snapshot: MadSnapshot, scenario: str) -> None:
+    """BadInput when ``scenario`` asks for serving and the snapshot's script has none."""
+    if scenario == "serving" and not snapshot.runs_serving:
+        raise BadInput(
+            f"MAD at {snapshot.ref} ({snapshot.commit[:12]}) has no serving benchmark: its "
+            f"{SCRIPT} runs latency and throughput only (serving came in mid-2025) — use "
+            "--scenario latency, throughput or all, or a --mad-ref with serving"
+        )
 
 
 def write_archive(snapshot: MadSnapshot, folder: Path) -> Path:

@@ -28,7 +28,7 @@ from fleetbench.errors import BadInput
 from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.lock import this_controller
-from fleetbench.madsync import MadSnapshot, resolve_snapshot, write_archive
+from fleetbench.madsync import MadSnapshot, check_scenario, resolve_snapshot, write_archive
 from fleetbench.plan import (
     RunPlan,
     assign_slots,
@@ -244,6 +244,8 @@ def prepare(
         raise BadInput("--mad-sync and --mad-repo exclude each other — the hosts get MAD "
                        "either from the controller or from a git server")
     snapshot = resolve_snapshot(mad_sync, mad_ref) if mad_sync is not None else None
+    if snapshot is not None:
+        check_scenario(snapshot, scenario)
     if needs_token(model) and not token:
         raise BadInput(
             f"{model} is a gated model: set HF_TOKEN in the environment or pass "
