@@ -101,13 +101,14 @@ def assign_slots(logical_gpus: int, gpus_per_slot: int, slots: str | int = "auto
     ]
 
 
-def slot_waves(slots: Sequence[Slot], scenario: str) -> list[list[Slot]]:
+def slot_waves(slots: Sequence[Slot], scenario: str, serving: bool = True) -> list[list[Slot]]:
     """Groups of slots that may run at the same time on one host.
 
     Serving binds port 8000 on the host network, so serving slots run one after another;
-    latency and throughput slots all run at once on their own GPUs.
+    latency and throughput slots all run at once on their own GPUs. ``serving`` false: the
+    MAD script has no serving benchmark (before mid-2025), so ``all`` binds no port either.
     """
-    if scenario in {"serving", "all"}:
+    if scenario == "serving" or (scenario == "all" and serving):
         return [[slot] for slot in slots]
     return [list(slots)] if slots else []
 
@@ -213,7 +214,7 @@ def validate_choices(model: str, gpus: int, dtype: str, scenario: str, slots: st
 
 
 def plan_waves(slots: Sequence[dict[str, Any]], scenario: str, available_gpus: int,
-               container_prefix: str) -> dict[str, Any]:
+               container_prefix: str, serving: bool = True) -> dict[str, Any]:
     """Waves of runnable slots and the slots skipped for want of GPUs (role filter).
 
     ``slots`` come as planned for the expected GPU count; a host with fewer logical GPUs
@@ -236,6 +237,6 @@ def plan_waves(slots: Sequence[dict[str, Any]], scenario: str, available_gpus: i
             runnable.append(slot)
     waves = [
         [{**s.to_dict(), "container": f"{container_prefix}-{s.name}"} for s in wave]
-        for wave in slot_waves(runnable, scenario)
+        for wave in slot_waves(runnable, scenario, serving)
     ]
     return {"waves": waves, "skipped": skipped}

@@ -378,6 +378,7 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
             extravars["fleetbench_mad_ref"] = request.mad_snapshot.ref
+            extravars["benchmark_mad_serving"] = request.mad_snapshot.runs_serving
         run: PlaybookRun | None = None
         try:
             run = run_playbook(

@@ -42,6 +42,15 @@ def test_serving_slots_never_run_together() -> None:
     assert [len(w) for w in slot_waves(slots, "latency")] == [3]
 
 
+def test_all_runs_at_once_where_the_mad_script_has_no_serving() -> None:
+    slots = assign_slots(64, 8, 3)
+    assert [len(w) for w in slot_waves(slots, "all", serving=False)] == [3]
+    assert [len(w) for w in slot_waves(slots, "serving", serving=False)] == [1, 1, 1]
+    plan = plan_waves([s.to_dict() for s in slots], "all", 64, "fleetbench-r-h", False)
+    assert [[s["container"] for s in w] for w in plan["waves"]] == [
+        ["fleetbench-r-h-slot0", "fleetbench-r-h-slot1", "fleetbench-r-h-slot2"]]
+
+
 def test_waves_skip_slots_beyond_the_hosts_gpus() -> None:
     slots = [s.to_dict() for s in assign_slots(64, 8)]
     plan = plan_waves(slots, "throughput", 63, "fleetbench-r-h")

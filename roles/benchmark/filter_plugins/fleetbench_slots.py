@@ -22,10 +22,10 @@ def _planning() -> ModuleType:
 
 
 def fleetbench_waves(slots: list[dict[str, Any]], scenario: str, available_gpus: int,
-                     container_prefix: str) -> dict[str, Any]:
+                     container_prefix: str, serving: bool = True) -> dict[str, Any]:
     """Group ``slots`` into waves and drop slots needing GPUs the host lacks."""
     result: dict[str, Any] = _planning().plan_waves(slots, scenario, available_gpus,
-                                                    container_prefix)
+                                                    container_prefix, bool(serving))
     return result
 
 
