@@ -310,21 +310,6 @@ def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict
 
 
 @contextlib.contextmanager
-def _token_socket(token: Secret | None) -> Iterator[Path | None]:
-    """The socket the token is served on for the run's duration (None without a token).
-
-    Only its path reaches Ansible: ansible-runner writes extravars, envvars and the
-    inherited environment to disk. The benchmark role reads the token from the socket and
-    copies it to the host with no_log; nothing on the controller holds it at rest.
-    """
-    if not token:
-        yield None
-        return
-    with serve_token(token) as path:
-        yield path
-
-
-@contextlib.contextmanager
 def _cancel_on_signals() -> Iterator[Callable[[], bool]]:
     """SIGINT/SIGTERM ask ansible-runner to stop instead of killing us mid-way."""
     stop = {"requested": False}
@@ -370,7 +355,11 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
     # for the benchmark's whole length, so with fewer forks than hosts the hosts beyond
     # them would run their benchmarks only after others finished (bench/RESULTS.md, forks).
     forks = len(hosts)
-    with (_token_socket(request.token) as token_socket, _cancel_on_signals() as cancel,
+    # Only the token socket's path reaches Ansible (ansible-runner writes extravars, envvars
+    # and the inherited environment to disk); the role reads the token from it, no_log.
+    serving = serve_token(request.token) if request.token else contextlib.nullcontext()
+    kept_out = (request.token,) if request.token else ()
+    with (serving as token_socket, _cancel_on_signals() as cancel,
           scratch.folder("fleetbench-mad-") as mad_scratch):
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
@@ -385,7 +374,7 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
                 "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
                 on_result=on_result, on_task_start=on_step, cancel=cancel,
                 arguments_checked=True,  # by prepare()
-                secrets=(request.token,) if request.token else (),
+                secrets=kept_out,
             )
         finally:
             # collect cleaned up the hosts it reached; the rest (failed earlier, unreachable,
@@ -394,8 +383,7 @@ def _play(request: RunRequest, run_id: str, hosts: list[str], *,
             cleanup = run_playbook("cleanup", request.fleet.inventory, limit=",".join(rest),
                                    extravars={"fleetbench_run_id": run_id},
                                    forks=len(rest), arguments_checked=True,
-                                   secrets=(request.token,) if request.token else ()
-                                   ) if rest else None
+                                   secrets=kept_out) if rest else None
     return run, cleanup
 
 

@@ -30,27 +30,24 @@ _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 @contextlib.contextmanager
 def serve_token(token: Secret) -> Iterator[Path]:
     """Serve ``token`` on a Unix socket while the block runs; yields the socket's path."""
-    scratch.sweep(FOLDER_PREFIX)
-    folder = scratch.make(FOLDER_PREFIX)
-    path = folder / SOCKET_NAME
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stop = threading.Event()
-    thread = threading.Thread(target=_serve, args=(server, token, stop),
-                              name="fleetbench-token", daemon=True)
-    try:
-        server.bind(str(path))
-        path.chmod(0o600)
-        server.listen(256)
-        server.settimeout(0.2)  # how soon the thread notices the end of the run
-        thread.start()
-        yield path
-    finally:
-        stop.set()
-        if thread.is_alive():
-            thread.join(timeout=5)
-        server.close()
-        path.unlink(missing_ok=True)
-        folder.rmdir()
+    with scratch.folder(FOLDER_PREFIX) as folder:
+        path = folder / SOCKET_NAME
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stop = threading.Event()
+        thread = threading.Thread(target=_serve, args=(server, token, stop),
+                                  name="fleetbench-token", daemon=True)
+        try:
+            server.bind(str(path))
+            path.chmod(0o600)
+            server.listen(256)
+            server.settimeout(0.2)  # how soon the thread notices the end of the run
+            thread.start()
+            yield path
+        finally:
+            stop.set()
+            if thread.is_alive():
+                thread.join(timeout=5)
+            server.close()
 
 
 def _serve(server: socket.socket, token: Secret, stop: threading.Event) -> None:
