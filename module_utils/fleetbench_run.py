@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import time
 
+from ansible.module_utils.fleetbench_slots import stop_supervisor
+
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -136,6 +138,8 @@ def clean_up(run_id, host, lock):
     ``holder`` says who held the lock before ({} when nobody): another run's lock is left.
     """
     holder = held_by(lock)
+    # First, or it would start the next wave of containers just removed.
+    stop_supervisor(os.path.join(os.path.dirname(lock), "runs", run_id))
     containers, error = remove_containers(run_id, host)
     released = release_lock(lock, run_id)
     snapshot = remove_mad_snapshot(os.path.dirname(lock)) if released else False

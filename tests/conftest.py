@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,14 @@ def module_util(name: str) -> ModuleType:
     """``module_utils/<name>.py``, imported as ``ansible.module_utils.<name>``: the name the
     roles' modules import it by (it runs on hosts, so it is not part of the package)."""
     full = f"ansible.module_utils.{name}"
-    spec = importlib.util.spec_from_file_location(full, REPO / "module_utils" / f"{name}.py")
+    path = REPO / "module_utils" / f"{name}.py"
+    # Ours that it imports first, as Ansible bundles them.
+    for needed in re.findall(r"^from ansible\.module_utils\.(\w+) import", path.read_text(),
+                             re.MULTILINE):
+        if (REPO / "module_utils" / f"{needed}.py").exists() and (
+                f"ansible.module_utils.{needed}" not in sys.modules):
+            module_util(needed)
+    spec = importlib.util.spec_from_file_location(full, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[full] = module

@@ -52,14 +52,15 @@ class Slot:
                 "hip_visible_devices": self.hip_visible_devices}
 
 
-def parse_duration(text: str) -> int:
-    """Seconds in ``90``, ``90s``, ``45m``, ``6h`` or ``1d``; BadInput otherwise."""
+def parse_duration(text: str, name: str = "--timeout") -> int:
+    """Seconds in ``90``, ``90s``, ``45m``, ``6h`` or ``1d``; BadInput (naming the option
+    or variable ``name``) otherwise."""
     match = _DURATION.match(str(text))
     if not match:
-        raise BadInput(f"--timeout {text!r} is not a duration — e.g. 90m, 6h or 3600")
+        raise BadInput(f"{name} {text!r} is not a duration — e.g. 90m, 6h or 3600")
     value = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     if value < 1:
-        raise BadInput(f"--timeout {text!r} must be at least one second")
+        raise BadInput(f"{name} {text!r} must be at least one second")
     return int(value)
 
 

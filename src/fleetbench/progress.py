@@ -31,6 +31,7 @@ class FleetProgress:
         self._task = self._progress.add_task(title, total=total_hosts)
         self._counts: Counter[str] = Counter()
         self._done: set[str] = set()
+        self._waiting: dict[str, set[str]] = {}
 
     def __enter__(self) -> FleetProgress:
         self._progress.start()
@@ -43,6 +44,20 @@ class FleetProgress:
     def step(self, host: str, step: str) -> None:
         """``host`` started ``step``."""
         self._progress.update(self._task, description=f"{self._title} · {host}: {step}")
+
+    def watching(self, host: str, text: str) -> None:
+        """``host``'s slots run detached: ``text`` says how far (or that it is out of reach).
+
+        A host going out of reach, or coming back, gets a line of its own."""
+        if text.startswith(("waiting:", "reachable again")) and host not in self._waiting.get(
+                text.split(" ", 1)[0], set()):
+            for seen in self._waiting.values():
+                seen.discard(host)
+            self._waiting.setdefault(text.split(" ", 1)[0], set()).add(host)
+            if self.console.is_terminal:
+                self._progress.console.print(f"[yellow]…[/] {escape(f'{host} {text}')}",
+                                             markup=True, highlight=False)
+        self.step(host, text)
 
     def host_done(self, host: str, status: str, detail: str = "") -> None:
         """``host`` finished with ``status`` (ok, failed…, unreachable, skipped…)."""

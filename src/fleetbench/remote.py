@@ -38,7 +38,7 @@ BOOTSTRAP = "\n".join((
 PREFIX = "ansible.module_utils."
 MISSING_PYTHON = 127
 # What the probes need on the host, dependencies first.
-PROBE_MODULES = ("fleetbench_host", "fleetbench_run", "fleetbench_probe")
+PROBE_MODULES = ("fleetbench_host", "fleetbench_slots", "fleetbench_run", "fleetbench_probe")
 
 
 def run_probe(action: Any, task_vars: Mapping[str, Any], function: str, module: str,

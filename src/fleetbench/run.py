@@ -40,12 +40,19 @@ from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
 from fleetbench.slot_verdict import SLOT_FOLDER, failed_slots_reason, judge_slots
 from fleetbench.token_server import serve_token
+from fleetbench.watch import DEFAULT_WINDOW_S, WatchEnd, watch
 
 MANIFEST = "manifest.json"
 # Logical GPUs a host is planned for before preflight confirms it: 8 MI300X in CPX.
 DEFAULT_PLANNED_GPUS = 64
-# What a run starts: run.yml, then cleanup.yml on the hosts collect did not clean up.
-PLAYBOOKS = ("run", "cleanup")
+# What a run starts: start.yml, collect.yml on each host whose slots ended, then
+# cleanup.yml on the hosts collect did not clean up.
+PLAYBOOKS = ("start", "collect", "cleanup")
+# Forks of start.yml and of each collect.yml: neither holds a worker for a benchmark's
+# length any more (the slots run detached), so fewer forks than hosts serialise nothing long.
+MAX_FORKS = 50
+# Slot verdicts that say the slot never ran to its end: started again on --resume.
+NOT_RUN = frozenset({"failed:interrupted", "failed:lost", "failed:start"})
 
 
 @dataclass(frozen=True)
@@ -114,10 +121,11 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
         if result.action == "ansible.builtin.git" and result.outcome == "ok":
             commit = str(result.result.get("after") or "") or None
         if result.action == "ansible.builtin.set_fact":
-            plan = (result.result.get("ansible_facts") or {}).get("__benchmark_plan")
-            for slot in (plan or {}).get("skipped", []):
+            started = (result.result.get("ansible_facts") or {}).get("benchmark_result")
+            for slot in (started or {}).get("skipped", []):
                 slots[slot["name"]] = _slot_entry(slot)
-        if result.action == "fleetbench_wait" and result.outcome == "ok":
+        if result.action == "fleetbench_collect" and result.outcome == "ok":
+            # How each slot ended on the host (its supervisor's record).
             for slot in result.result.get("slots", []):
                 slots[slot["name"]] = _slot_entry(slot)
         if result.outcome == "unreachable" and not status:
@@ -148,6 +156,7 @@ def _slot_entry(slot: Mapping[str, Any]) -> dict[str, Any]:
         "status": slot.get("status"), "hip_visible_devices": slot.get("hip_visible_devices"),
         "exit_code": slot.get("exit_code"), "oom_killed": slot.get("oom_killed", False),
         "timed_out": slot.get("timed_out", False), "summary": slot.get("summary", ""),
+        "started": slot.get("started"), "finished": slot.get("finished"),
     }
 
 
@@ -222,6 +231,11 @@ class RunRequest:
     token: Secret | None = field(default=None, repr=False)
     resume: Path | None = None
     mad_snapshot: MadSnapshot | None = None
+    #: Start slots whose verdict failed again on --resume (otherwise nothing runs twice).
+    rerun_failed: bool = False
+    #: Seconds each host may stay out of reach while its slots run (inventory's
+    #: fleetbench_reconnect_window, or --reconnect-window over it).
+    reconnect_window_s: Mapping[str, int] = field(default_factory=dict)
 
 
 def prepare(
@@ -230,6 +244,7 @@ def prepare(
     runs_dir: Path = Path("runs"), limit: str | None = None, timeout_s: int = 6 * 3600,
     token: Secret | None = None, partition_bytes: int | None = None,
     mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
+    reconnect_window: str | None = None,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -257,6 +272,7 @@ def prepare(
         if "fleetbench_container_env" in variables:
             check_container_env(variables["fleetbench_container_env"],
                                 f"fleetbench_container_env of {host}", [token])
+    windows = reconnect_windows(fleet.host_vars, reconnect_window)
     slots_for: dict[int, list[dict[str, Any]]] = {}  # logical GPUs of a host -> its slots
     for logical in sorted(set(fleet.planned_gpus.values())):
         hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
@@ -284,16 +300,37 @@ def prepare(
     roleargs.validate(PLAYBOOKS, fleet.host_vars,
                       _extravars(plan, "run-id", slots_by_host, runs_dir))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
-                      mad_snapshot=snapshot)
+                      mad_snapshot=snapshot, reconnect_window_s=windows)
+
+
+def reconnect_windows(host_vars: Mapping[str, Mapping[str, Any]],
+                      given: str | None = None) -> dict[str, int]:
+    """Each host's reconnect window in seconds: ``given`` (--reconnect-window), else its
+    ``fleetbench_reconnect_window``, else 30 minutes. BadInput for a value that is not a
+    duration."""
+    from fleetbench.plan import parse_duration
+
+    if given is not None:
+        seconds = parse_duration(given, "--reconnect-window")
+        return dict.fromkeys(host_vars, seconds)
+    windows: dict[str, int] = {}
+    for host, variables in host_vars.items():
+        value = variables.get("fleetbench_reconnect_window")
+        windows[host] = (DEFAULT_WINDOW_S if value in (None, "") else
+                         parse_duration(str(value), f"fleetbench_reconnect_window of {host}"))
+    return windows
 
 
 def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict[str, Any]]],
-               collect_dest: Path) -> dict[str, Any]:
+               collect_dest: Path, rerun_by_host: Mapping[str, list[str]] | None = None
+               ) -> dict[str, Any]:
     extravars: dict[str, Any] = {
         "fleetbench_run_id": run_id,
-        # Written into each host's lock: who holds it, so a dead run's lock can be told.
+        # Written into each host's lock and slot record: who runs it, so a dead run's
+        # lock can be told, and a resumed run can take it over.
         "fleetbench_controller": this_controller().to_dict(),
         "fleetbench_slots_by_host": dict(slots_by_host),
+        "fleetbench_rerun_by_host": dict(rerun_by_host or {}),
         "fleetbench_collect_dest": str(collect_dest),
         "benchmark_model": plan.model,
         "benchmark_gpus": plan.gpus,
@@ -341,50 +378,117 @@ def _open_run(request: RunRequest) -> tuple[Path, dict[str, Any]]:
     }
 
 
-def _play(request: RunRequest, run_id: str, hosts: list[str], *,
-          slots_by_host: Mapping[str, list[dict[str, Any]]], collect_dest: Path,
-          on_result: Callable[[TaskResult], None],
-          on_step: Callable[[str, str], None] | None
-          ) -> tuple[PlaybookRun | None, PlaybookRun | None]:
-    """run.yml, then cleanup.yml whatever happened (a failure, Ctrl-C, SIGTERM).
+@dataclass(frozen=True)
+class Played:
+    """What the playbooks and the watch did on a run's hosts."""
 
-    cleanup.yml visits only the hosts whose collect did not clean up (none: not run).
+    start: PlaybookRun | None
+    #: Each host's results of its last collect.yml.
+    collected: Mapping[str, tuple[TaskResult, ...]]
+    ends: Mapping[str, WatchEnd]
+    cleanup: PlaybookRun | None
+    canceled: bool
+
+    def results(self, host: str) -> tuple[TaskResult, ...]:
+        """Every task result of ``host``: start.yml's, then its collect's."""
+        started = self.start.for_host(host) if self.start else ()
+        return started + tuple(self.collected.get(host, ()))
+
+
+def started_slots(results: tuple[TaskResult, ...]) -> dict[str, Any] | None:
+    """The benchmark role's result fact (slots started, kept, skipped) when the host got
+    that far, else None."""
+    for result in results:
+        if result.action == "ansible.builtin.set_fact" and result.outcome == "ok":
+            fact = (result.result.get("ansible_facts") or {}).get("benchmark_result")
+            if isinstance(fact, dict):
+                return fact
+    return None
+
+
+def _play(request: RunRequest, run_id: str, hosts: list[str], *,
+          slots_by_host: Mapping[str, list[dict[str, Any]]],
+          rerun_by_host: Mapping[str, list[str]], collect_dest: Path,
+          on_result: Callable[[TaskResult], None],
+          on_step: Callable[[str, str], None] | None,
+          on_started: Callable[[list[str]], None],
+          on_watch: Callable[[str, str], None] | None) -> Played:
+    """start.yml; then watch the hosts whose slots run, collect.yml on each as its slots
+    end; then cleanup.yml on the hosts collect did not clean up (also after a failure,
+    Ctrl-C or SIGTERM), except those out of reach past their window: their results wait
+    on the host for --resume.
     """
-    limit = ",".join(hosts)
-    # One fork per host, uncapped: waiting for a host's benchmark holds one Ansible worker
-    # for the benchmark's whole length, so with fewer forks than hosts the hosts beyond
-    # them would run their benchmarks only after others finished (bench/RESULTS.md, forks).
-    forks = len(hosts)
+    start: PlaybookRun | None = None
+    collected: dict[str, tuple[TaskResult, ...]] = {}
+    ends: dict[str, WatchEnd] = {}
+    kept_out = (request.token,) if request.token else ()
+    with _cancel_on_signals() as cancel:
+        try:
+            start = _start(request, run_id, hosts, slots_by_host=slots_by_host,
+                           rerun_by_host=rerun_by_host, collect_dest=collect_dest,
+                           on_result=on_result, on_step=on_step, cancel=cancel)
+            running = [h for h in hosts if started_slots(start.for_host(h)) is not None]
+            on_started(running)
+
+            def collect(ready: list[str]) -> set[str]:
+                done = run_playbook(
+                    "collect", request.fleet.inventory, limit=",".join(ready),
+                    extravars={"fleetbench_run_id": run_id,
+                               "fleetbench_collect_dest": str(collect_dest)},
+                    forks=min(len(ready), MAX_FORKS), on_result=on_result,
+                    on_task_start=on_step, arguments_checked=True, secrets=kept_out)
+                for host in ready:
+                    collected[host] = done.for_host(host)
+                return {h for h in ready
+                        if any(r.outcome == "unreachable" for r in done.for_host(h))}
+
+            if running and not cancel():
+                from fleetbench.sshpoll import RecordPoller  # paramiko: only when watching
+
+                ends.update(watch(
+                    running, RecordPoller(run_id, {h: request.fleet.host_vars.get(h, {})
+                                                   for h in running}),
+                    collect=collect, window_s=request.reconnect_window_s,
+                    on_update=on_watch, cancel=cancel))
+        finally:
+            # collect cleaned up the hosts it reached; the rest (failed earlier, interrupted,
+            # or a container that would not go) get cleanup.yml.
+            rest = [h for h in hosts if not cleaned_by_collect(collected.get(h, ()))
+                    and ends.get(h, WatchEnd(h, "")).how != "unreachable"]
+            cleanup = run_playbook("cleanup", request.fleet.inventory, limit=",".join(rest),
+                                   extravars={"fleetbench_run_id": run_id},
+                                   forks=min(len(rest), MAX_FORKS), arguments_checked=True,
+                                   secrets=kept_out) if rest else None
+        canceled = cancel() or (start is not None and start.status == "canceled")
+    return Played(start=start, collected=collected, ends=ends, cleanup=cleanup,
+                  canceled=canceled)
+
+
+def _start(request: RunRequest, run_id: str, hosts: list[str], *,
+           slots_by_host: Mapping[str, list[dict[str, Any]]],
+           rerun_by_host: Mapping[str, list[str]], collect_dest: Path,
+           on_result: Callable[[TaskResult], None], on_step: Callable[[str, str], None] | None,
+           cancel: Callable[[], bool]) -> PlaybookRun:
+    """start.yml, with the token served only while it runs (the slots read it at their
+    start; the hosts' supervisors remove it once their last wave has started)."""
     # Only the token socket's path reaches Ansible (ansible-runner writes extravars, envvars
     # and the inherited environment to disk); the role reads the token from it, no_log.
     serving = serve_token(request.token) if request.token else contextlib.nullcontext()
-    kept_out = (request.token,) if request.token else ()
-    with (serving as token_socket, _cancel_on_signals() as cancel,
-          scratch.folder("fleetbench-mad-") as mad_scratch):
-        extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest)
+    with serving as token_socket, scratch.folder("fleetbench-mad-") as mad_scratch:
+        extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest,
+                               rerun_by_host)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
         if request.mad_snapshot is not None:
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
             extravars["fleetbench_mad_ref"] = request.mad_snapshot.ref
             extravars["benchmark_mad_serving"] = request.mad_snapshot.runs_serving
-        run: PlaybookRun | None = None
-        try:
-            run = run_playbook(
-                "run", request.fleet.inventory, limit=limit, extravars=extravars, forks=forks,
-                on_result=on_result, on_task_start=on_step, cancel=cancel,
-                arguments_checked=True,  # by prepare()
-                secrets=kept_out,
-            )
-        finally:
-            # collect cleaned up the hosts it reached; the rest (failed earlier, unreachable,
-            # interrupted, or a container that would not go) get cleanup.yml.
-            rest = [h for h in hosts if run is None or not cleaned_by_collect(run.for_host(h))]
-            cleanup = run_playbook("cleanup", request.fleet.inventory, limit=",".join(rest),
-                                   extravars={"fleetbench_run_id": run_id},
-                                   forks=len(rest), arguments_checked=True,
-                                   secrets=kept_out) if rest else None
-    return run, cleanup
+        return run_playbook(
+            "start", request.fleet.inventory, limit=",".join(hosts), extravars=extravars,
+            forks=min(len(hosts), MAX_FORKS), on_result=on_result, on_task_start=on_step,
+            cancel=cancel, arguments_checked=True,  # by prepare()
+            secrets=(request.token,) if request.token else (),
+        )
 
 
 def cleaned_by_collect(results: tuple[TaskResult, ...]) -> bool:
@@ -413,23 +517,34 @@ def cleanup_status(results: tuple[TaskResult, ...],
     return "ok" if results or cleaned_by_collect(run_results) else "not run"
 
 
-def _record_host(host: str, run: PlaybookRun | None, hosts_dir: Path,
+def _record_host(host: str, played: Played | None, hosts_dir: Path,
                  previous: Mapping[str, Any], plan: RunPlan) -> HostOutcome:
     """Unpack what was fetched from ``host``, judge its slots from their files, and how the
     host ended."""
     archive = hosts_dir / f"{host}.tar.gz"
     fetched = archive.exists()
-    outcome = host_outcome(host, run.for_host(host) if run else (), fetched)
+    outcome = host_outcome(host, played.results(host) if played else (), fetched)
     if fetched:
         # A slot run again is judged by this attempt's files only, not by an earlier one's.
         for name in outcome.slots:
             if SLOT_FOLDER.fullmatch(name):
                 shutil.rmtree(hosts_dir / host / name, ignore_errors=True)
         unpack_archive(archive, hosts_dir / host)
-    if run is not None and run.status == "canceled" and not fetched and outcome.status in {
+    end = played.ends.get(host) if played else None
+    if end is not None and end.how == "unreachable" and not fetched:
+        outcome = dataclasses.replace(
+            outcome, status="unreachable",
+            reason=f"{end.detail}: its slots' results stay on the host — fleetbench run "
+                   "--resume RUN_DIR collects them")
+    elif played is not None and played.canceled and not fetched and outcome.status in {
             "ok", "failed:incomplete"}:
         outcome = dataclasses.replace(outcome, status="failed:interrupted",
                                       reason="the run was interrupted")
+    if end is not None and "benchmark" in outcome.steps and end.ended_at:
+        # The slots ran detached until the watch saw them end.
+        steps = {name: dict(step) for name, step in outcome.steps.items()}
+        steps["benchmark"]["end"] = end.ended_at
+        outcome = dataclasses.replace(outcome, steps=steps)
     judged = judge_slots(hosts_dir / host, outcome.slots, plan.scenario,
                          timeout_s=plan.timeout_s, collected=fetched)
     # A resumed host keeps the slots that finished before.
@@ -449,20 +564,29 @@ def execute(
     *,
     on_step: Callable[[str, str], None] | None = None,
     on_host: Callable[[str, str, str], None] | None = None,
+    on_watch: Callable[[str, str], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Run the plan on the fleet; returns the run directory and its manifest.
 
-    ``on_step(host, task)`` reports progress; ``on_host(host, status, reason)`` a host's end.
+    ``on_step(host, task)`` reports progress; ``on_watch(host, text)`` a host whose slots
+    run (slots ended/running, waiting for SSH); ``on_host(host, status, reason)`` a
+    host's end.
     """
     run_dir, manifest = _open_run(request)
     hosts_dir = run_dir / "hosts"
     hosts_dir.mkdir(exist_ok=True)
-    hosts = [h for h in request.fleet.hosts if manifest["hosts"].get(h, {}).get("status") != "ok"]
     planned = {h: [s.to_dict() for s in assign_slots(
         request.fleet.planned_gpus.get(h, DEFAULT_PLANNED_GPUS), request.plan.gpus,
         request.plan.slots if request.plan.slots == "auto" else int(request.plan.slots))]
-        for h in hosts}
-    slots_by_host = {h: _slots_to_run(manifest["hosts"].get(h, {}), planned[h]) for h in hosts}
+        for h in request.fleet.hosts}
+    slots_by_host: dict[str, list[dict[str, Any]]] = {}
+    rerun_by_host: dict[str, list[str]] = {}
+    for host in request.fleet.hosts:
+        previous = manifest["hosts"].get(host, {})
+        to_run, rerun = slots_to_run(previous, planned[host], request.rerun_failed)
+        if previous.get("status") != "ok" and (to_run or not previous.get("slots")):
+            slots_by_host[host], rerun_by_host[host] = to_run, rerun
+    hosts = list(slots_by_host)
     attempt: dict[str, Any] = {"started": _utc_now(), "hosts": hosts}
     manifest["attempts"].append(attempt)
     write_manifest(run_dir, manifest)
@@ -474,20 +598,40 @@ def execute(
                               else (_failure_status(_step_of(result), result), result.message))
             on_host(result.host, label, _first_line(message))
 
-    run, cleanup = (None, None)
+    def on_started(running: list[str]) -> None:
+        # A controller that dies from here on leaves the hosts to `fleetbench status` and
+        # `--resume`: the manifest says which hosts have slots running on their own.
+        for host in running:
+            manifest["hosts"][host] = {
+                **manifest["hosts"].get(host, {}), "status": "running",
+                "reason": "slots run on the host: fleetbench status RUN_DIR",
+                "running_since": _utc_now()}
+        write_manifest(run_dir, manifest)
+
+    played = None
     if hosts:
-        run, cleanup = _play(request, manifest["run_id"], hosts, slots_by_host=slots_by_host,
-                             collect_dest=hosts_dir, on_result=on_result, on_step=on_step)
+        played = _play(request, manifest["run_id"], hosts, slots_by_host=slots_by_host,
+                       rerun_by_host=rerun_by_host, collect_dest=hosts_dir,
+                       on_result=on_result, on_step=on_step, on_started=on_started,
+                       on_watch=on_watch)
     for host in hosts:
-        outcome = _record_host(host, run, hosts_dir, manifest["hosts"].get(host, {}),
-                               request.plan)
+        previous = manifest["hosts"].get(host, {})
+        outcome = _record_host(host, played, hosts_dir, previous, request.plan)
         if request.mad_snapshot is not None and "mad" in outcome.steps:
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
-        manifest["hosts"][host] = outcome.to_dict()
+        # What an earlier attempt learnt stays when this one did not get that far.
+        entry = outcome.to_dict()
+        for key in ("image_digest", "mad_commit"):
+            entry[key] = entry[key] or previous.get(key)
+        manifest["hosts"][host] = entry
         # What the report expects results from, also of a host that never got to run.
-        manifest["hosts"][host]["planned_slots"] = [slot["name"] for slot in planned[host]]
-        manifest["hosts"][host]["cleanup"] = cleanup_status(
-            cleanup.for_host(host) if cleanup else (), run.for_host(host) if run else ())
+        entry["planned_slots"] = [slot["name"] for slot in planned[host]]
+        end = played.ends.get(host) if played else None
+        entry["cleanup"] = ("not run: the host was out of reach; its results wait there for "
+                            "--resume" if end is not None and end.how == "unreachable"
+                            else cleanup_status(
+                                played.cleanup.for_host(host) if played and played.cleanup
+                                else (), played.collected.get(host, ()) if played else ()))
         if on_host:
             on_host(host, outcome.status, _first_line(outcome.reason))
 
@@ -496,7 +640,7 @@ def execute(
     commits = {h: e.get("mad_commit") for h, e in manifest["hosts"].items()}
     manifest["mad"] = {"commits": commits, "drift": drifted(commits)}
     attempt["finished"] = manifest["finished"] = _utc_now()
-    attempt["canceled"] = run is not None and run.status == "canceled"
+    attempt["canceled"] = played is not None and played.canceled
     manifest["summary"] = summarize(manifest)
     write_manifest(run_dir, manifest)
     return run_dir, manifest
@@ -506,12 +650,28 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _slots_to_run(previous: Mapping[str, Any], slots_all: list[dict[str, Any]]
-                  ) -> list[dict[str, Any]]:
-    """All slots, or on resume only those that did not end ok."""
-    done = {name for name, slot in (previous.get("slots") or {}).items()
-            if slot.get("status") == "ok"}
-    return [s for s in slots_all if s["name"] not in done]
+def slots_to_run(previous: Mapping[str, Any], slots_all: list[dict[str, Any]],
+                 rerun_failed: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+    """The slots a host is asked for on this attempt, and those of them to start again
+    although they ran.
+
+    A slot with a verdict is done: ``ok`` always, a failed one unless ``rerun_failed``.
+    A slot that never ran to its end (interrupted, lost, not started) is asked for again;
+    a slot without a verdict too (the host re-attaches: whether it runs, ran or never
+    started, the host's record says, and nothing that ran is started twice).
+    """
+    verdicts = {name: str(slot.get("status") or "")
+                for name, slot in (previous.get("slots") or {}).items()}
+    to_run: list[dict[str, Any]] = []
+    rerun: list[str] = []
+    for slot in slots_all:
+        status = verdicts.get(slot["name"])
+        if status is None or status in NOT_RUN:
+            to_run.append(slot)
+        elif status != "ok" and rerun_failed:
+            to_run.append(slot)
+            rerun.append(slot["name"])
+    return to_run, rerun
 
 
 def summarize(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -86,22 +86,28 @@ def test_host_outcomes() -> None:
     assert host_outcome("h", locked, False).status == "skipped:locked"
     pulled = _r("image", "community.docker.docker_image_pull", "ok",
                 {"image": {"RepoDigests": ["reg/rocm/vllm@sha256:abc"]}})
-    waited = _r("benchmark", "fleetbench_wait", "ok", {"slots": [
+    started = _r("benchmark", "ansible.builtin.set_fact", "ok", {"ansible_facts": {
+        "benchmark_result": {"step": "benchmark", "started": ["slot0", "slot1"], "skipped": [
+            {"name": "slot2", "status": "skipped:gpus", "summary": "slot2 needs GPU 23"}]}}})
+    # How the slots ended on the host comes back with their files.
+    collected = _r("collect", "fleetbench_collect", "ok", {"slots": [
         {"name": "slot0", "status": "exited", "exit_code": 0, "oom_killed": False},
-        {"name": "slot1", "status": "exited", "exit_code": 1, "oom_killed": True}]})
-    collected = _r("collect", "ansible.builtin.fetch", "ok", {})
+        {"name": "slot1", "status": "exited", "exit_code": 1, "oom_killed": True,
+         "started": "2026-12-03T17:00:22Z", "finished": "2026-12-03T17:09:02Z"}]})
     # benchmark_verdict is the verdict of plain ansible-playbook runs; fleetbench judges the
     # slots from the collected files instead (see test_run_verdict), so it decides nothing.
     verdict = _r("benchmark_verdict", "ansible.builtin.fail", "failed", {"msg": "1 slot failed"})
-    outcome = host_outcome("h", (pulled, waited, collected, verdict), True)
+    outcome = host_outcome("h", (pulled, started, collected, verdict), True)
     assert outcome.status == "ok"
     assert outcome.image_digest == "sha256:abc"
     assert outcome.slots["slot1"] == {"status": "exited", "hip_visible_devices": None,
                                       "exit_code": 1, "oom_killed": True, "timed_out": False,
-                                      "summary": ""}
-    unreachable = _r("benchmark", "fleetbench_wait", "unreachable", {"msg": "ssh: refused"})
+                                      "summary": "", "started": "2026-12-03T17:00:22Z",
+                                      "finished": "2026-12-03T17:09:02Z"}
+    assert outcome.slots["slot2"]["status"] == "skipped:gpus"
+    unreachable = _r("benchmark", "fleetbench_slots", "unreachable", {"msg": "ssh: refused"})
     assert host_outcome("h", (pulled, unreachable), False).status == "unreachable"
-    assert host_outcome("h", (pulled, waited, collected), True).status == "ok"
+    assert host_outcome("h", (pulled, started, collected), True).status == "ok"
     assert host_outcome("h", (pulled,), False).status == "failed:incomplete"
 
 

@@ -6,7 +6,7 @@ import tarfile
 from pathlib import Path
 
 from fleetbench.plan import RunPlan
-from fleetbench.run import HostOutcome, _record_host, with_slot_verdicts
+from fleetbench.run import HostOutcome, Played, _record_host, with_slot_verdicts
 from fleetbench.runner import PlaybookRun, TaskResult
 
 MAD = Path(__file__).resolve().parents[1] / "fixtures" / "mad"
@@ -59,16 +59,18 @@ def task(role: str, action: str, outcome: str, result: dict[str, object]) -> Tas
 
 
 def waited(exit_codes: dict[str, int]) -> TaskResult:
-    return task("benchmark", "fleetbench_wait", "ok", {"slots": [
+    """collect's result: the files packed, the host cleaned up, how each slot ended there
+    (the supervisor's record)."""
+    return task("collect", "fleetbench_collect", "ok", {"cleaned": {"error": None}, "slots": [
         {"name": name, "hip_visible_devices": f"{8 * i}", "status": "exited", "exit_code": code,
          "oom_killed": False, "timed_out": False, "summary": f"{name} exited {code}"}
         for i, (name, code) in enumerate(exit_codes.items())]})
 
 
-def playbook(*results: TaskResult) -> PlaybookRun:
-    collected = task("collect", "fleetbench_collect", "ok", {"cleaned": {"error": None}})
-    return PlaybookRun(playbook="run", status="successful", rc=0,
-                       results=(*results, collected))
+def playbook(collected: TaskResult, *results: TaskResult) -> Played:
+    start = PlaybookRun(playbook="start", status="successful", rc=0, results=())
+    return Played(start=start, collected={"lab01": (collected, *results)}, ends={},
+                  cleanup=None, canceled=False)
 
 
 def test_exit_codes_decide_nothing_the_files_do(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shlex
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +33,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
     """Archive on the host, fetch to ``dest`` on the controller, verify."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS: ClassVar[frozenset[str]] = frozenset((*MODULE_ARGS, "dest"))
+    _VALID_ARGS: ClassVar[frozenset[str]] = frozenset((*MODULE_ARGS, "dest", "prune"))
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         """Execute the archive module, then fetch its archive to ``dest``."""
@@ -74,4 +75,11 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             return result
         partial.replace(dest)
         result.update(changed=True, dest=str(dest))
+        if args.get("prune", False):
+            # The files are safe on the controller (checksum above): the run leaves nothing
+            # on the host that a nightly run would pile up. One exec, no module.
+            pruned = self._low_level_execute_command(
+                "rm -rf -- " + " ".join(shlex.quote(str(path)) for path in (
+                    args["root"], source)), sudoable=True)
+            result["pruned"] = pruned.get("rc") == 0
         return result

@@ -17,6 +17,10 @@ options:
   patterns: {type: list, elements: str, required: true, description: Globs relative to a slot.}
   archive: {type: str, required: true, description: Archive to write.}
   dest: {type: str, required: true, description: Controller path the archive is fetched to.}
+  prune:
+    type: bool
+    default: false
+    description: Remove root and the archive from the host once fetched and checked (action plugin).
   cleanup_run_id: {type: str, description: Remove this run's containers and lock after packing.}
   cleanup_host: {type: str, description: Inventory name the containers are labelled with.}
   cleanup_lock: {type: str, description: The host's lock folder (the token file is inside).}
@@ -30,6 +34,13 @@ import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleetbench_run import clean_up
+from ansible.module_utils.fleetbench_slots import (
+    LOG,
+    RECORD,
+    read_record,
+    reconcile,
+    slot_results,
+)
 
 
 def matches(relative, patterns):
@@ -67,6 +78,8 @@ def main():
                     relative = os.path.relpath(path, slot_dir)
                     if os.path.isfile(path) and matches(relative, patterns):
                         files.append(os.path.join(slot, relative))
+    # The host's record of the slots and its supervisor's log, beside the slot folders.
+    files.extend(name for name in (RECORD, LOG) if os.path.isfile(os.path.join(root, name)))
     files.sort()
     tmp = module.params["archive"] + ".tmp"
     with tarfile.open(tmp, "w:gz") as archive:
@@ -77,6 +90,8 @@ def main():
     with open(module.params["archive"], "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    # How each slot ended on the host, from the supervisor's record (before clean-up).
+    slots = slot_results(reconcile(root, read_record(root)))
     cleaned = None
     if module.params["cleanup_run_id"]:
         # After packing: a container that will not go away must not cost the reports.
@@ -84,7 +99,7 @@ def main():
                            module.params["cleanup_lock"])
     module.exit_json(changed=True, files=files, count=len(files),
                      bytes=os.path.getsize(module.params["archive"]),
-                     sha256=digest.hexdigest(), cleaned=cleaned)
+                     sha256=digest.hexdigest(), cleaned=cleaned, slots=slots)
 
 
 if __name__ == "__main__":

@@ -52,11 +52,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="where run directories go (default ./runs)")
     parser.add_argument("--limit", help="host pattern, as ansible-playbook --limit")
     parser.add_argument("--timeout", default="6h",
-                        help="how long one wave of benchmarks may run (default 6h)")
+                        help="how long one slot's benchmark may run (default 6h)")
     parser.add_argument("--hf-token-file", type=user_path,
                         help="file holding the Hugging Face token (default: $HF_TOKEN)")
     parser.add_argument("--resume", type=user_path, metavar="RUN_DIR",
-                        help="finish a run: re-run only the hosts and slots not ok")
+                        help="finish a run (after a crash, Ctrl-C or a failure): wait for "
+                        "slots still running, collect those that ended, start those that "
+                        "never ran; nothing runs twice")
+    parser.add_argument("--rerun-failed", "--retry-failed", action="store_true",
+                        help="with --resume: also start the slots whose verdict failed again")
+    parser.add_argument("--reconnect-window", metavar="DURATION",
+                        help="how long a host may be out of reach while its slots run before "
+                        "it ends unreachable (default 30m, or the inventory's "
+                        "fleetbench_reconnect_window)")
     parser.add_argument("--thresholds", type=user_path,
                         help="thresholds YAML for the report's gate (see report build)")
     parser.add_argument("--baseline", type=user_path, metavar="RUN_DIR",
@@ -87,14 +95,20 @@ def handle(args: argparse.Namespace) -> int:
             mad_sync=args.mad_sync, container_env=planning.parse_env_assignments(args.env),
             runs_dir=args.runs_dir, limit=args.limit,
             timeout_s=planning.parse_duration(args.timeout), token=token,
+            reconnect_window=args.reconnect_window,
         )
+    if args.rerun_failed and args.resume is None:
+        from fleetbench.errors import BadInput
+
+        raise BadInput("--rerun-failed goes with --resume RUN_DIR (a new run starts every slot)")
+    request = dataclasses.replace(request, rerun_failed=bool(args.rerun_failed))
     if args.thresholds is not None:
         load_thresholds(args.thresholds)  # a bad file is bad input: fail before any host
     console = Console(stderr=True)
     with FleetProgress(len(request.fleet.hosts), "run", console) as progress:
         run_dir, manifest = runs.execute(
-            request, on_step=progress.step,
-            on_host=progress.host_done,
+            request, on_step=progress.step, on_host=progress.host_done,
+            on_watch=progress.watching,
         )
     gate_failed = False
     summary = _summary(run_dir, manifest)
@@ -135,7 +149,7 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         else None,
         container_env=plan.get("container_env") or {},
         runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
-        token=token,
+        token=token, reconnect_window=args.reconnect_window,
     )
     return dataclasses.replace(request, resume=args.resume)
 
