@@ -16,6 +16,16 @@ from tests.conftest import run_cli
 LAB_NET = os.environ.get("FLEETBENCH_TEST_LAB_NET", "127.0")
 
 
+#: Where this test session's labs live (pytest's base temporary folder): other sessions'
+#: labs on the machine run containers of their own.
+SESSION_ROOT: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    SESSION_ROOT[:] = [tmp_path_factory.getbasetemp().resolve()]
+
+
 def lab_address(lab: int) -> str:
     """The first host address of the test session's lab number ``lab``."""
     return f"{LAB_NET}.{lab}.11"

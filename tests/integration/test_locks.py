@@ -23,11 +23,13 @@ from fleetbench.lock import boot_id
 from tests.conftest import FLEETBENCH, run_cli
 from tests.integration.conftest import LabFleet
 from tests.integration.test_run import (
+    StartEvents,
     fleetbench_run,
     manifest,
     run_args,
     run_env,
     stop,
+    summary_reports,
     wait_for_containers,
 )
 
@@ -83,13 +85,40 @@ def unlock_json(lab: LabFleet, run_id: str, *extra: str) -> tuple[int, dict[str,
     return done.returncode, data
 
 
-def test_kill_9_takes_ansible_along_and_unlock_frees_what_the_run_left(
+def playbooks_of(lab: LabFleet) -> list[str]:
+    """ansible-playbook processes acting on ``lab`` (by its inventory on their command line)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        line = cmdline(int(entry.name))
+        if "ansible-playbook" in line and str(lab.inventory) in line:
+            found.append(line)
+    return found
+
+
+def host_status(runs: Path, run_id: str, host: str) -> str:
+    """The host's status in the run's manifest ("" before there is one)."""
+    try:
+        return str(manifest(runs / run_id)["hosts"][host]["status"]) if run_id else ""
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def status_json(run_dir: str) -> dict[str, Any]:
+    done = run_cli("status", run_dir, "--json")
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def test_kill_9_mid_benchmark_then_resume_reattaches_and_starts_nothing_twice(
         run_lab: LabFleet, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     limit = ",".join(HOSTS)
+    events = StartEvents().__enter__()
     for host in HOSTS:
-        run_lab.set(host, "bench=hang")
-    proc = subprocess.Popen([str(FLEETBENCH), *run_args(run_lab, runs, "--limit", limit)],
+        run_lab.set(host, "bench=slow", "slow_s=3")  # about 24 s of benchmark
+    proc = subprocess.Popen([str(FLEETBENCH), *run_args(run_lab, runs, "--limit", limit,
+                                                        "--no-report")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **run_env(runs)})
     run_id = ""
@@ -98,70 +127,65 @@ def test_kill_9_takes_ansible_along_and_unlock_frees_what_the_run_left(
         return next((d.name for d in runs.glob("2*")), "")
 
     try:
-        wait_for_containers(proc, lambda _: bool(this_run())
-                            and len(run_containers(this_run())) >= 4)
+        # Until the manifest says the slots run on their own (start.yml is over).
+        wait_for_containers(proc, lambda _: all(
+            host_status(runs, this_run(), h) == "running" for h in HOSTS))
         run_id = this_run()
+        supervisors = [json.loads(p.read_text())["supervisor"]["pid"] for p in
+                       run_lab.root.glob(f"hosts/*/work/runs/{run_id}/slots.json")]
         below = {pid: started(pid) for pid in descendants(proc.pid)}
-        commands = [cmdline(pid).split() for pid in below]
-        # ansible-playbook and one worker per host at least (the same script, forked).
-        playbooks = [c for c in commands if len(c) > 1 and c[1].endswith("/ansible-playbook")]
-        assert len(playbooks) >= 1 + len(HOSTS), commands
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed = time.monotonic()
         while time.monotonic() - killed < DEADLINE_S:
-            left = {pid: cmdline(pid) for pid, start in below.items()
-                    if start is not None and started(pid) == start}
+            left = [cmdline(pid) for pid, start in below.items()
+                    if start is not None and started(pid) == start] + playbooks_of(run_lab)
             if not left:
                 break
             time.sleep(0.5)
-        assert left == {}, f"still running {DEADLINE_S} s after fleetbench was killed: {left}"
+        assert left == [], f"still running {DEADLINE_S} s after fleetbench was killed: {left}"
 
-        # The run left its containers and locks; the locks name this controller and that
-        # dead fleetbench, so check calls them stale.
-        assert len(run_containers(run_id)) == 4
+        # Another terminal sees where the run stands: slots going on without a controller.
+        status = status_json(str(runs / run_id))
         for host in HOSTS:
-            owner = json.loads((lock_of(run_lab, host) / "owner.json").read_text())
-            assert owner["run_id"] == run_id
-            assert owner["controller"]["pid"] == proc.pid
-            assert owner["controller"]["boot_id"] == boot_id()
+            entry = status["hosts"][host]
+            assert entry["status"] == "running"
+            assert entry["on_host"]["reachable"] is True
+            assert entry["on_host"]["state"] in {"running", "done"}
+            assert set(entry["on_host"]["slots"]) == {"slot0", "slot1"}
+            assert entry["on_host"]["controller"]["pid"] == proc.pid
+        # The locks name this controller and that dead fleetbench: check calls them stale.
         checked = check_json(run_lab, "--limit", limit)
         for host in HOSTS:
             assert checked[host]["lock"]["run_id"] == run_id
             assert checked[host]["lock"]["stale"] is True
             assert checked[host]["lock"]["controller"]["pid"] == proc.pid
-            assert checked[host]["lock"]["age_s"] >= 0
-            assert checked[host]["status"] == "ok"  # a warning, not a failure
-
         # A new run never takes a stale lock over: it says so and names the fix.
-        run_lab.restore("lab03")
-        code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs2", "--limit", "lab03")
+        code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs2", "--limit", "lab03",
+                                          "--no-report")
         assert code == 1
         entry = manifest(Path(summary["run_dir"]))["hosts"]["lab03"]
         assert entry["status"] == "skipped:locked"
         assert "stale" in entry["reason"]
         assert f"fleetbench unlock -i {run_lab.inventory} --run {run_id}" in entry["reason"]
-        assert len(run_containers(run_id)) == 4  # nothing of the dead run was touched
 
-        # unlock releases both hosts: containers, token and lock of that run are gone.
-        code, unlocked = unlock_json(run_lab, run_id, "--limit", limit)
-        assert code == 0, unlocked
-        assert unlocked["run_id"] == run_id
+        # --resume takes the locks over, waits for what still runs, collects what ended.
+        done = run_cli("run", "--resume", str(runs / run_id), "--no-report", "--json",
+                       env=run_env(runs))
+        assert done.returncode == 0, done.stdout + done.stderr
+        hosts = json.loads(done.stdout)["hosts"]
+        assert {h: e["status"] for h, e in hosts.items()} == dict.fromkeys(HOSTS, "ok")
+        events.__exit__()
+        started_once = events.of(run_id)
+        assert len(started_once) == 4 and len(set(started_once)) == 4, started_once
         for host in HOSTS:
-            assert unlocked["hosts"][host]["status"] == "released"
-            assert len(unlocked["hosts"][host]["containers_removed"]) == 2
-            assert not lock_of(run_lab, host).exists()
+            assert len(summary_reports(runs / run_id / "hosts" / host)) == 2
+        # Nothing of the run is left on the hosts.
         assert run_containers(run_id) == []
-        assert "lock" not in check_json(run_lab, "--limit", limit)["lab03"]
-        # Again: nothing left to release, and that is no failure.
-        code, again = unlock_json(run_lab, run_id, "--limit", limit)
-        assert code == 0
-        assert {h["status"] for h in again["hosts"].values()} == {"not-locked"}
-
-        # The host is free: a following run ends ok there.
-        code, summary, _ = fleetbench_run(run_lab, tmp_path / "runs3", "--limit", "lab03")
-        assert code == 0, summary
-        assert manifest(Path(summary["run_dir"]))["hosts"]["lab03"]["status"] == "ok"
+        assert not any(lock_of(run_lab, h).exists() for h in HOSTS)
+        assert not list(run_lab.root.glob(f"hosts/*/work/runs/{run_id}*"))
+        assert [pid for pid in supervisors if Path(f"/proc/{pid}").exists()
+                and "python" in cmdline(pid)] == []
     finally:
         stop(proc)
         if run_id and (run_containers(run_id) or any(lock_of(run_lab, h).exists()

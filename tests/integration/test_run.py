@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import docker
 import pytest
 
 from tests.conftest import FLEETBENCH, run_cli
-from tests.integration.conftest import LabFleet
+from tests.integration.conftest import SESSION_ROOT, LabFleet
 
 pytestmark = pytest.mark.lab
 
@@ -50,7 +52,10 @@ def fleetbench_containers() -> list[str]:
     client = docker.from_env()
     try:
         listed = client.api.containers(all=True, filters={"label": "fleetbench.run"})
-        return [c["Names"][0].lstrip("/") for c in listed]
+        # This session's: their bind mounts are under its labs (others may run beside it).
+        return [c["Names"][0].lstrip("/") for c in listed
+                if any(str(m.get("Source", "")).startswith(str(root)) for root in SESSION_ROOT
+                       for m in c.get("Mounts") or ())]
     finally:
         client.close()
 
@@ -170,10 +175,16 @@ def test_failing_and_hanging_benchmarks(run_lab: LabFleet, tmp_path: Path) -> No
     assert hosts["lab03"]["status"] == "ok"
     assert fleetbench_containers() == []
 
-    # --resume re-runs only what did not end ok, and keeps what finished.
+    # --resume starts nothing that ran: every slot here has its verdict.
+    again = run_cli("run", "--resume", str(run_dir), "--no-report", "--json",
+                    env=run_env(tmp_path / "runs"))
+    assert again.returncode == 1, again.stderr
+    assert manifest(run_dir)["attempts"][-1]["hosts"] == []
+    # --rerun-failed runs the failed slots again, and keeps what finished.
     kept = run_dir / "hosts" / "lab03" / "slot0" / "benchmark.log"
     before = kept.stat().st_mtime_ns
-    done = run_cli("run", "--resume", str(run_dir), "--json", env=run_env(tmp_path / "runs"))
+    done = run_cli("run", "--resume", str(run_dir), "--rerun-failed", "--json",
+                   env=run_env(tmp_path / "runs"))
     assert done.returncode == 0, done.stdout + done.stderr
     data = manifest(run_dir)
     assert {e["status"] for e in data["hosts"].values()} == {"ok"}
@@ -231,33 +242,94 @@ def test_mad_checkout_without_the_script_fails_clearly(run_lab: LabFleet, tmp_pa
     assert "vllm_benchmark_report.sh" in entry["reason"] and "--mad-ref" in entry["reason"]
 
 
-def test_unreachable_mid_run(run_lab: LabFleet, tmp_path: Path) -> None:
+class StartEvents:
+    """Every container start the Docker engine reports while in the ``with`` block (a live
+    stream: the engine keeps only its last 256 events, and other sessions share it)."""
+
+    def __enter__(self) -> StartEvents:
+        self.client = docker.from_env()
+        self.stream = self.client.events(decode=True, filters={"type": "container",
+                                                               "event": "start"})
+        self.seen: list[tuple[str, str]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        return self
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):  # the stream is closed under the reader
+            for event in self.stream:
+                attributes = event.get("Actor", {}).get("Attributes", {})
+                self.seen.append((attributes.get("fleetbench.run", ""),
+                                  attributes.get("name", "")))
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(1)  # the last events on their way
+        self.stream.close()
+        self.thread.join(5)
+        self.client.close()
+
+    def of(self, run_id: str) -> list[str]:
+        """The containers of ``run_id`` started, once per start."""
+        return sorted(name for run, name in self.seen if run == run_id)
+
+
+def record_state(lab: LabFleet, host: str) -> str:
+    """The state of the host's record of the one run under way there ("" when none)."""
+    records = list(lab.root.glob(f"hosts/{host}/work/runs/*/slots.json"))
+    return str(json.loads(records[0].read_text()).get("state")) if records else ""
+
+
+def test_ssh_outages_are_waited_out_within_the_window_and_resume_collects_after_it(
+        run_lab: LabFleet, tmp_path: Path) -> None:
+    events = StartEvents().__enter__()
+    run_lab.set("lab02", "bench=slow", "slow_s=8")  # about 64 s of benchmark
     run_lab.set("lab03", "bench=slow", "slow_s=1")
     proc = subprocess.Popen(
-        [str(FLEETBENCH), *run_args(run_lab, tmp_path / "runs")],
+        [str(FLEETBENCH), *run_args(run_lab, tmp_path / "runs", "--limit", "lab01,lab02,lab03",
+                                    "--reconnect-window", "55s", "--no-report")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **run_env(tmp_path / "runs")},
     )
     try:
-        wait_for_containers(proc, lambda names: any("lab03" in n for n in names))
+        wait_for_containers(proc, lambda names: record_state(run_lab, "lab02") == "running"
+                            and record_state(run_lab, "lab03") == "running")
+        # lab02 is out of reach for 45 s while its slots run; lab03 until the run ends.
+        run_lab.set("lab02", "sshd=stopped")
         run_lab.set("lab03", "sshd=stopped")
+        time.sleep(45)
+        run_lab.set("lab02", "sshd=running")
         out, err = proc.communicate(timeout=300)
     finally:
         stop(proc)
+        run_lab.set("lab02", "sshd=running")
+    try:
+        assert proc.returncode == 1, err
+        summary = json.loads(out)
+        run_dir = Path(summary["run_dir"])
+        hosts = manifest(run_dir)["hosts"]
+        assert hosts["lab01"]["status"] == "ok"
+        # Back within the window: collected as usual, with its reports.
+        assert hosts["lab02"]["status"] == "ok", hosts["lab02"]
+        assert len(summary_reports(run_dir / "hosts" / "lab02")) == 2
+        assert hosts["lab03"]["status"] == "unreachable"
+        assert "longer than the reconnect window (55s)" in hosts["lab03"]["reason"]
+        assert "--resume" in hosts["lab03"]["reason"]
+        assert hosts["lab03"]["cleanup"].startswith("not run")
+    finally:
         run_lab.restore("lab03")
-    assert proc.returncode == 1, err
-    summary = json.loads(out)
-    hosts = summary["hosts"]
-    assert hosts["lab03"]["status"] == "unreachable"
-    assert {hosts[h]["status"] for h in ("lab01", "lab02", "lab04")} == {"ok"}
-    recorded = manifest(Path(summary["run_dir"]))["hosts"]
-    assert recorded["lab03"]["cleanup"].startswith("unreachable")
-    # lab03 is back: resuming finishes it and removes what the cut-off run left there.
-    done = run_cli("run", "--resume", summary["run_dir"], "--json",
+    # Its slots ended on the host meanwhile: --resume collects them, it does not run them.
+    done = run_cli("run", "--resume", str(run_dir), "--no-report", "--json",
                    env=run_env(tmp_path / "runs"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert manifest(Path(summary["run_dir"]))["hosts"]["lab03"]["status"] == "ok"
+    assert manifest(run_dir)["hosts"]["lab03"]["status"] == "ok"
+    assert len(summary_reports(run_dir / "hosts" / "lab03")) == 2
+    run_id = summary["run_id"]
+    events.__exit__()
+    started = events.of(run_id)
+    assert len(started) == 6 and len(set(started)) == 6, started  # each slot once
     assert fleetbench_containers() == []
+    assert not list(run_lab.root.glob(f"hosts/*/work/runs/{run_id}*"))  # pruned once collected
+    assert not list(run_lab.root.glob("hosts/*/work/lock"))
 
 
 def test_ctrl_c_removes_containers(run_lab: LabFleet, tmp_path: Path) -> None:
@@ -278,8 +350,14 @@ def test_ctrl_c_removes_containers(run_lab: LabFleet, tmp_path: Path) -> None:
             run_lab.restore(host)
     assert proc.returncode == 1, err
     assert fleetbench_containers() == []
-    hosts = json.loads(out)["hosts"]
-    assert {e["status"] for e in hosts.values()} == {"failed:interrupted"}
+    summary = json.loads(out)
+    assert {e["status"] for e in summary["hosts"].values()} == {"failed:interrupted"}
+    # The interrupted slots never ended: --resume starts them again.
+    done = run_cli("run", "--resume", summary["run_dir"], "--no-report", "--json",
+                   env=run_env(tmp_path / "runs"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {e["status"] for e in json.loads(done.stdout)["hosts"].values()} == {"ok"}
+    assert fleetbench_containers() == []
 
 
 def test_a_host_held_by_another_run_is_skipped(run_lab: LabFleet, tmp_path: Path) -> None:

@@ -61,7 +61,8 @@ def test_defaults_from_another_directory_lose_nothing(run_lab: LabFleet, tmp_pat
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     relative = os.path.relpath(run_dir, elsewhere)
-    done = fleetbench(elsewhere, "run", "--resume", relative, "--no-report", "--json", env=env)
+    done = fleetbench(elsewhere, "run", "--resume", relative, "--rerun-failed", "--no-report",
+                      "--json", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert {e["status"] for e in manifest(run_dir)["hosts"].values()} == {"ok"}
     assert len(summary_reports(run_dir / "hosts" / "lab02")) == 1
