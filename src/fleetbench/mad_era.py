@@ -24,12 +24,13 @@ import io
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 
 Era = Literal["report-script", "run-yaml"]
 """The MAD layouts fleetbench drives."""
+ERAS: tuple[Era, ...] = get_args(Era)
 
 REPORT_SCRIPT = "scripts/vllm/vllm_benchmark_report.sh"
 RUN_SH = "scripts/vllm/run.sh"

@@ -165,9 +165,10 @@ def create_mad_repo(dest: Path, *, eras: Sequence[MadEra] = _ERA_ORDER) -> MadRe
     """Create a stand-in MAD git repository at ``dest`` (absent or empty).
 
     One commit per era, oldest first, each tagged (``v-era-d``, ``v-era-ef``, ``v-era-f``).
-    The oldest era is the tip of ``main``, later ones get a branch of their own (``era-ef``,
-    ``era-f``), so a plain clone checks out the era D tree while the later trees (no report
-    script; era F runs ``run.sh`` + ``run_vllm.py`` + YAML) stay reachable by tag. Raises :class:`LabError` for an unknown or repeated era, a non-empty
+    The oldest era is the tip of ``main``, later ones get a branch of their own
+    (``era-ef``, ``era-f``), so a plain clone checks out the era D tree while the later
+    trees (no report script; era F runs ``run.sh`` + ``run_vllm.py`` + YAML) stay
+    reachable by tag. Raises :class:`LabError` for an unknown or repeated era, a non-empty
     ``dest`` or a git failure.
     """
     wanted = _ordered(eras)
