@@ -17,7 +17,8 @@ def fleetbench_mad_config(model: str, gpus: int, dtype: str, scenario: str) -> s
             "that runs ansible-playbook"
         ) from exc
     try:
-        return mad_era.run_config(model, int(gpus), dtype, scenario)
+        # Plain str: Ansible hands over its own string types, which YAML cannot represent.
+        return mad_era.run_config(str(model), int(gpus), str(dtype), str(scenario))
     except ValueError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 

@@ -24,7 +24,7 @@ def fleetbench_mad_era(found: dict[str, Any], checkout: str, where: str, dtype: 
     detected = mad_era.detect_era(present, where)
     if detected.era is None:
         return {"era": "", "problem": detected.problem}
-    problem = mad_era.run_yaml_dtype_problem(dtype) if detected.era == "run-yaml" else ""
+    problem = mad_era.run_yaml_dtype_problem(str(dtype)) if detected.era == "run-yaml" else ""
     return {"era": detected.era, "problem": f"{where}: {problem}" if problem else ""}
 
 
