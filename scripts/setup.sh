@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(openssh-server openssh-client docker.io docker-registry git busybox-static python3-venv chromium
-  python3-pandas python3-numpy curl)  # the last three: the lab image (python3 with pandas, curl)
+  python3-pandas python3-numpy python3-yaml python3-psutil curl)  # the last five: the lab image
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -1,8 +1,10 @@
 """MAD for offline fleets: a snapshot of a controller-side checkout, sent to every host.
 
 Hosts that cannot reach a git server get ``git archive`` of a pinned ref of a MAD checkout
-on the controller. Because the controller has the files, a ref without the vLLM script is
-refused before anything starts.
+on the controller. Because the controller has the files, it knows the checkout's layout
+(:mod:`fleetbench.mad_era`) and refuses, before anything starts, a layout fleetbench does
+not drive and a run the layout cannot do: serving where the script has none, a dtype the
+script does not pass on, a model its config table lacks.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetbench import mad_era
 from fleetbench.errors import BadInput
 
-SCRIPT = "scripts/vllm/vllm_benchmark_report.sh"
+SCRIPT = mad_era.REPORT_SCRIPT
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ class MadSnapshot:
     # Whether the commit's script can run the serving scenario (MAD's scripts before
     # mid-2025 run latency and throughput only, and take `-s serving` silently).
     runs_serving: bool = True
+    era: mad_era.Era = "report-script"
+    # The report script's text and its config.csv ("" when the commit has none).
+    script: str = ""
+    config_table: str = ""
 
 
 def _git(source: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -47,25 +54,51 @@ def resolve_snapshot(source: Path, ref: str | None) -> MadSnapshot:
             "branch, tag or commit of that checkout"
         )
     sha = commit.stdout.strip()
-    if _git(source, "cat-file", "-e", f"{sha}:{SCRIPT}").returncode != 0:
-        raise BadInput(
-            f"MAD at {wanted} ({sha[:12]}) has no {SCRIPT}: from 2025-08 MAD runs vLLM through "
-            "run.sh with config files instead — pass --mad-ref with a commit that still has "
-            "the script"
-        )
+    present = [path for path in mad_era.MARKERS
+               if _git(source, "cat-file", "-e", f"{sha}:{path}").returncode == 0]
+    detected = mad_era.detect_era(present, f"MAD at {wanted} ({sha[:12]})")
+    if detected.era is None:
+        raise BadInput(detected.problem)
+    if detected.era == "run-yaml":
+        # run_vllm.py runs serving; fleetbench writes the config, so every scenario is there.
+        return MadSnapshot(source=source, ref=wanted, commit=sha, era="run-yaml")
     script = _git(source, "show", f"{sha}:{SCRIPT}").stdout
+    table = _git(source, "show", f"{sha}:{mad_era.CONFIG_CSV}")
     return MadSnapshot(source=source, ref=wanted, commit=sha,
-                       runs_serving="serving" in script.lower())
+                       runs_serving="serving" in script.lower(), script=script,
+                       config_table=table.stdout if table.returncode == 0 else "")
 
 
-def check_scenario(snapshot: MadSnapshot, scenario: str) -> None:
-    """BadInput when ``scenario`` asks for serving and the snapshot's script has none."""
+def check_scenario(snapshot: MadSnapshot, scenario: str, *, dtype: str | None = None,
+                   model: str | None = None) -> None:
+    """BadInput when the snapshot's layout cannot run ``scenario`` (serving without a
+    serving benchmark), pass ``dtype`` on, or has no config-table rows for ``model``."""
+    where = f"MAD at {snapshot.ref} ({snapshot.commit[:12]}, layout {snapshot.era})"
+    if snapshot.era == "run-yaml":
+        problem = mad_era.run_yaml_dtype_problem(dtype) if dtype else ""
+        if problem:
+            raise BadInput(f"{where}: {problem}")
+        return
     if scenario == "serving" and not snapshot.runs_serving:
         raise BadInput(
-            f"MAD at {snapshot.ref} ({snapshot.commit[:12]}) has no serving benchmark: its "
+            f"{where} has no serving benchmark: its "
             f"{SCRIPT} runs latency and throughput only (serving came in mid-2025) — use "
             "--scenario latency, throughput or all, or a --mad-ref with serving"
         )
+    if dtype and snapshot.script:
+        problem = mad_era.report_script_dtype_problem(snapshot.script, dtype)
+        if problem:
+            raise BadInput(f"{where}: {problem} — use a --dtype the script names, or a "
+                           "--mad-ref whose script passes it")
+    if (model and scenario in {"throughput", "all"} and snapshot.script
+            and mad_era.reads_config_table(snapshot.script)):
+        name = model.rstrip("/").split("/")[-1]
+        if name not in mad_era.config_table_models(snapshot.config_table):
+            raise BadInput(
+                f"{where}: {model} is not in its scripts/vllm/config.csv, so its "
+                "throughput benchmark would run no point — use a model the table lists, "
+                "--scenario latency, or a --mad-ref whose script does not need the table"
+            )
 
 
 def write_archive(snapshot: MadSnapshot, folder: Path) -> Path:

@@ -260,7 +260,7 @@ def prepare(
                        "either from the controller or from a git server")
     snapshot = resolve_snapshot(mad_sync, mad_ref) if mad_sync is not None else None
     if snapshot is not None:
-        check_scenario(snapshot, scenario)
+        check_scenario(snapshot, scenario, dtype=dtype, model=model)
     if needs_token(model) and not token:
         raise BadInput(
             f"{model} is a gated model: set HF_TOKEN in the environment or pass "

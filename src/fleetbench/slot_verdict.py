@@ -21,9 +21,10 @@ and serving too in era D. Serving is expected when the slot shows it is of an er
 runs it (the log announces a serving sweep or a report holds serving rows).
 
 How many points a scenario has is read from ``benchmark.log``: the script echoes
-``<model> <scenario> <numbers…>`` before each point (every era), so the log lists the
-points the script started even when vLLM failed on them. Without such lines only the
-reports' own rows count.
+``<model> <scenario> <numbers…>`` before each point (every era of the report script), and
+MAD's ``run_vllm.py`` (the run.sh layout) prints each ``vllm bench …`` command before it
+runs it, so the log lists the points started even when vLLM failed on them. Without such
+lines only the reports' own rows count.
 
 The exit code, a container killed for memory and a timeout stay recorded beside the
 verdict and are named in the summary, with the first failure signature of the log.
@@ -56,6 +57,10 @@ _POINT_LINE = re.compile(
     r"^[^\s/]+/\S+ (?P<scenario>latency|throughput|serving)(?: \d+){4,5}[ \t]*\r?$",
     re.MULTILINE,
 )
+# MAD's run_vllm.py (run.sh layout, late 2025 on) prints each point's vLLM command first.
+_BENCH_LINE = re.compile(
+    r"^(?:\S+=\S+ )*vllm bench (?P<kind>latency|throughput|serve) ", re.MULTILINE)
+_BENCH_SCENARIO = {"latency": "latency", "throughput": "throughput", "serve": "serving"}
 # The section headers of the script: `echo "[INFO] LATENCY"` and so on.
 _SECTION_LINE = re.compile(r"^\[INFO\] (?P<scenario>LATENCY|THROUGHPUT|SERVING)\b", re.MULTILINE)
 # What a failing vLLM call, the HIP runtime or the shell leave in a log, in the words
@@ -145,6 +150,10 @@ def planned_points(log: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for match in _POINT_LINE.finditer(log):
         counts[match["scenario"]] = counts.get(match["scenario"], 0) + 1
+    if not counts:  # the run.sh layout: `vllm bench <kind> …` lines
+        for match in _BENCH_LINE.finditer(log):
+            scenario = _BENCH_SCENARIO[match["kind"]]
+            counts[scenario] = counts.get(scenario, 0) + 1
     return counts
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleetbench.mad_era import ERAS
 from fleetbench.partition.modes import COMPUTE_MODES, MEMORY_MODES
 from fleetbench.plan import DTYPES, SCENARIOS
 
@@ -21,6 +22,8 @@ CHOICES = {
     ("partition", "partition_memory"): MEMORY_MODES,
     ("benchmark", "benchmark_dtype"): DTYPES,
     ("benchmark", "benchmark_scenario"): SCENARIOS,
+    ("benchmark", "benchmark_mad_era"): ERAS,
+    ("mad", "mad_dtype"): DTYPES,
 }
 # Choices with no Python counterpart: the partition role's verify/apply switch is the role's
 # own, set by the playbook that includes it.

@@ -28,7 +28,8 @@ def test_snapshot_of_a_ref_with_the_script(mad_checkout: Path, tmp_path: Path) -
 
 
 def test_a_ref_without_the_script_is_bad_input(mad_checkout: Path) -> None:
-    with pytest.raises(BadInput, match=r"has no scripts/vllm/vllm_benchmark_report\.sh"):
+    # The lab's 2025-08 commit: run.sh with CSV configs, no run_vllm.py.
+    with pytest.raises(BadInput, match=r"run\.sh with CSV configs .*vllm_benchmark_report\.sh"):
         resolve_snapshot(mad_checkout, "v-era-ef")
 
 

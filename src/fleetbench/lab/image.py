@@ -58,6 +58,8 @@ PYTHON_PACKAGES = (
     "python3-dateutil",
     "python3-tz",
     "python3-six",
+    "python3-yaml",  # MAD's run_vllm.py (late 2025) reads YAML configs
+    "python3-psutil",  # and imports psutil to stop its vLLM server
     "tzdata",  # pytz reads the system time zones
 )
 """Debian packages whose files go into the image whole (less docs and tests)."""

@@ -25,7 +25,7 @@ from typing import Literal, get_args
 
 from fleetbench.errors import LabError
 
-MadEra = Literal["D", "EF"]
+MadEra = Literal["D", "EF", "F"]
 """A MAD era the lab can check out (their files: ``tests/fixtures/mad/``)."""
 
 REPORT_SCRIPT = "scripts/vllm/vllm_benchmark_report.sh"
@@ -33,25 +33,32 @@ REPORT_SCRIPT = "scripts/vllm/vllm_benchmark_report.sh"
 
 DEFAULT_BRANCH = "main"
 
-ERA_TAGS: Mapping[MadEra, str] = MappingProxyType({"D": "v-era-d", "EF": "v-era-ef"})
+ERA_TAGS: Mapping[MadEra, str] = MappingProxyType(
+    {"D": "v-era-d", "EF": "v-era-ef", "F": "v-era-f"})
 """The tag each era's commit carries."""
 
-_ERA_BRANCHES: Mapping[MadEra, str] = MappingProxyType({"D": DEFAULT_BRANCH, "EF": "era-ef"})
+_ERA_BRANCHES: Mapping[MadEra, str] = MappingProxyType(
+    {"D": DEFAULT_BRANCH, "EF": "era-ef", "F": "era-f"})
 # Oldest first: later eras are committed on top of earlier ones, as in MAD's history.
 _ERA_ORDER: tuple[MadEra, ...] = get_args(MadEra)
 _ERA_DATES: Mapping[MadEra, str] = MappingProxyType(
-    {"D": "2025-06-16T12:00:00+00:00", "EF": "2025-08-20T12:00:00+00:00"}
+    {"D": "2025-06-16T12:00:00+00:00", "EF": "2025-08-20T12:00:00+00:00",
+     "F": "2025-11-10T12:00:00+00:00"}
 )
 _ERA_MESSAGES: Mapping[MadEra, str] = MappingProxyType(
     {
         "D": "vLLM: era D benchmark script (rocm6.4.1, long options, serving)",
         "EF": "vLLM: replace vllm_benchmark_report.sh with run.sh and configs",
+        "F": "vLLM: run.sh drives run_vllm.py with YAML configs",
     }
 )
 _AUTHOR_NAME = "fleetbench lab"
 _AUTHOR_EMAIL = "lab@fleetbench.invalid"
 _TEMPLATE_PACKAGE = "fleetbench.lab"
 _TEMPLATE_DIR = "mad_repo"
+# Era F: the lab's own re-creation of MAD's run.sh + run_vllm.py + YAML layout, which runs
+# the image's stand-in vLLM for real (``mad_era_f/``).
+_ERA_F_DIR = "mad_era_f"
 
 # Era E/F replaces the report script; these few files are all the lab needs to show it.
 _ERA_EF_REMOVED = (REPORT_SCRIPT,)
@@ -144,19 +151,23 @@ def _collect(node: Traversable, prefix: str, files: dict[str, bytes]) -> None:
 def era_files(era: MadEra) -> dict[str, bytes]:
     """The complete tree of ``era``'s commit: repository path -> content."""
     files = template_files()
-    if era == "EF":
+    if era in ("EF", "F"):
         for path in _ERA_EF_REMOVED:
             del files[path]
+    if era == "EF":
         files.update({path: text.encode() for path, text in _ERA_EF_FILES.items()})
+    if era == "F":
+        _collect(resources.files(_TEMPLATE_PACKAGE).joinpath(_ERA_F_DIR), "", files)
     return dict(sorted(files.items()))
 
 
 def create_mad_repo(dest: Path, *, eras: Sequence[MadEra] = _ERA_ORDER) -> MadRepo:
     """Create a stand-in MAD git repository at ``dest`` (absent or empty).
 
-    One commit per era, oldest first, each tagged (``v-era-d``, ``v-era-ef``). The oldest
-    era is the tip of ``main``, later ones get a branch of their own (``era-ef``), so a
-    plain clone checks out the era D tree while the era E/F tree (no report script) stays
+    One commit per era, oldest first, each tagged (``v-era-d``, ``v-era-ef``, ``v-era-f``).
+    The oldest era is the tip of ``main``, later ones get a branch of their own
+    (``era-ef``, ``era-f``), so a plain clone checks out the era D tree while the later
+    trees (no report script; era F runs ``run.sh`` + ``run_vllm.py`` + YAML) stay
     reachable by tag. Raises :class:`LabError` for an unknown or repeated era, a non-empty
     ``dest`` or a git failure.
     """

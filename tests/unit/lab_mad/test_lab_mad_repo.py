@@ -37,10 +37,10 @@ def tree(repo: Path, ref: str) -> dict[str, str]:
 
 def test_both_refs_exist_and_main_is_era_d(mad_repo: MadRepo) -> None:
     repo = mad_repo.path
-    assert set(mad_repo.tags) == {"v-era-d", "v-era-ef"}
+    assert set(mad_repo.tags) == {"v-era-d", "v-era-ef", "v-era-f"}
     assert mad_repo.commit == mad_repo.commit_of("D") == git(repo, "rev-parse", "main")
     assert mad_repo.default_branch == DEFAULT_BRANCH == "main"
-    assert set(mad_repo.branches) == {"main", "era-ef"}
+    assert set(mad_repo.branches) == {"main", "era-ef", "era-f"}
     assert dict(mad_repo.refs) == {**mad_repo.branches, **mad_repo.tags}
     for ref, commit in mad_repo.refs.items():
         assert git(repo, "rev-parse", f"{ref}^{{commit}}") == commit

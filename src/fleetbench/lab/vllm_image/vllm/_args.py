@@ -41,6 +41,10 @@ def boolean(text: str) -> bool:
 
 def _flag(group: argparse._ArgumentGroup, *names: str) -> None:
     group.add_argument(*names, type=boolean, nargs="?", const=True, default=False)
+    # vLLM's boolean engine flags also take their negative form (--no-enable-prefix-caching).
+    dest = names[0].removeprefix("--").replace("-", "_")
+    group.add_argument(*(f"--no-{n.removeprefix('--')}" for n in names), dest=dest,
+                       action="store_false")
 
 
 def add_engine_args(parser: argparse.ArgumentParser, *, model_option: bool = True) -> None:

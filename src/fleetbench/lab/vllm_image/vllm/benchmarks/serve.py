@@ -57,6 +57,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--result-dir", type=str, default=None)
     parser.add_argument("--result-filename", type=str, default=None)
     parser.add_argument("--ignore-eos", action="store_true")
+    parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--percentile-metrics", type=str, default="ttft,tpot,itl")
     parser.add_argument("--metric-percentiles", type=str, default="99")
     parser.add_argument("--goodput", nargs="+", required=False)

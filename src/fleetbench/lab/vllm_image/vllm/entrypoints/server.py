@@ -44,6 +44,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uvicorn-log-level", type=str, default="info")
     parser.add_argument("--api-key", type=str, default=None)
     parser.add_argument("--disable-log-requests", action="store_true")
+    parser.add_argument("--disable-uvicorn-access-log", action="store_true")
     parser.add_argument("--max-log-len", type=int, default=None)
     parser.add_argument("--chat-template", type=str, default=None)
     parser.add_argument("--response-role", type=str, default="assistant")
