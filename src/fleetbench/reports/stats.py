@@ -65,6 +65,7 @@ from fleetbench.reports.fleet import (
     ReadProblem,
     model_name,
 )
+from fleetbench.reports.plausibility import Implausible, Plausibility, assess
 from fleetbench.reports.records import (
     CONFIGURATION_KEYS,
     METRIC_UNITS,
@@ -759,6 +760,12 @@ class FleetAnalysis:
     problems: tuple[ReadProblem, ...]
     gate: Gate
     options: GateOptions
+    plausibility: Plausibility | None = None
+
+    @property
+    def implausible(self) -> tuple[Implausible, ...]:
+        """Results beyond their roofline."""
+        return () if self.plausibility is None else self.plausibility.implausible
 
     @property
     def regressions(self) -> tuple[Comparison, ...]:
@@ -813,9 +820,10 @@ def gate(
     fail_on_outliers: bool,
     missing: Sequence[MissingResult] = (),
     configurations: int = 0,
+    implausible: Sequence[Implausible] = (),
 ) -> Gate:
     """The gate: hosts not ok, planned results missing (of ``configurations`` per slot),
-    thresholds, regressions, no results at all, outliers when asked."""
+    thresholds, regressions, implausible results, no results at all, outliers when asked."""
     not_ok = hosts_not_ok(run)
     reasons = [f"host not ok — {h.host}: {h.status}" + (f" ({h.reason})" if h.reason else "")
                for h in not_ok]
@@ -850,6 +858,18 @@ def gate(
             f"up to {worst.worse_by:.1%} worse (tolerance {tolerance:.0%}; worst "
             f"{describe(worst.configuration)})"
         )
+    reasons += [
+        f"implausible — {i.host}/{i.slot}: {describe(i.configuration)} = {i.value:g} "
+        f"{METRIC_UNITS[i.configuration[-1]]}, {i.fraction:.0%} of the {i.bound.roof} roofline "
+        f"of {i.hardware[0]} {i.hardware[1]}/{i.hardware[2]} tp{i.configuration[2]} "
+        f"({'at least' if i.bound.kind == 'lower' else 'at most'} {i.bound.value:.4g}): "
+        "misconfigured host or misread report"
+        for i in implausible
+    ]
+    if implausible:
+        members = sorted({f"{i.host}/{i.slot}" for i in implausible})
+        headlines.append(f"{_count(len(implausible), 'implausible result')} beyond the "
+                         f"roofline on {_count(len(members), 'host slot')} ({_names(members)})")
     if not any(row.record.value is not None for row in run.rows):
         reasons.append("no benchmark results in the run — see the host statuses")
         headlines.append(reasons[-1])
@@ -899,9 +919,11 @@ def analyse(
         comparisons = compare_with_medians(stats, baseline_medians,
                                            tolerance=options.regression_tolerance)
     missing = _missing(run, {key: group.members for key, group in groups.items()})
+    plausibility = assess(run)
     verdict = gate(run, violations, [c for c in comparisons if c.regression], outliers,
                    options.regression_tolerance, fail_on_outliers=options.fail_on_outliers,
-                   missing=missing, configurations=len(stats))
+                   missing=missing, configurations=len(stats),
+                   implausible=plausibility.implausible)
     return FleetAnalysis(
         stats=tuple(stats),
         outliers=tuple(outliers),
@@ -917,4 +939,5 @@ def analyse(
         problems=run.problems,
         gate=verdict,
         options=options,
+        plausibility=plausibility,
     )
