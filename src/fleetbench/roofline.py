@@ -69,9 +69,9 @@ token from :mod:`fleetbench.fit`; ``B`` the slot's HBM bandwidth, ``F`` its peak
 - one decode step of ``b`` sequences with context ``c``: ``max((W + b·c·K) / B, 2·P·b / F)``
   (``c`` = the input length: the shortest context any step has);
 - prefill of ``b`` prompts of ``n`` tokens: ``max(W / B, 2·P·b·n / F)``;
-- ``latency`` (one batch) ≥ prefill + (output − 1) decode steps; ``latency_per_token`` ≥ that
+- ``latency`` (one batch) ≥ prefill + (output - 1) decode steps; ``latency_per_token`` ≥ that
   over the output length; serving ``ttft`` ≥ prefill of one prompt, ``tpot``/``itl`` ≥ one
-  decode step of one sequence, ``e2el`` ≥ ttft + (output − 1) · tpot;
+  decode step of one sequence, ``e2el`` ≥ ttft + (output - 1) · tpot;
 - ``throughput_total`` ≤ ``F / (2·P)`` (every token costs ``2·P`` FLOPs) and ≤ the generated
   bound x (input + output) / output; ``throughput_gen`` ≤ ``B / (n·K + W / r)`` (each
   generated token reads its sequence's KV cache; ``r`` = the number of prompts shares one

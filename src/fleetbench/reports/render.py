@@ -1011,7 +1011,7 @@ def host_rows(report: FleetReport) -> list[dict[str, Any]]:
 
 
 def roofline_text(report: FleetReport, configuration: Configuration) -> str:
-    """``61 % of HBM roofline`` for the fleet median of ``configuration``, else ``–``."""
+    """``61 % of HBM roofline`` for the fleet median of ``configuration``, else a dash."""
     plausibility = report.analysis.plausibility
     found = None if plausibility is None else plausibility.median_fraction.get(configuration)
     return "–" if found is None else describe_fraction(*found)
