@@ -1,0 +1,73 @@
+"""Thresholds per partition mode, and scaled from an SPX baseline by the partition's share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleetbench.errors import BadInput
+from fleetbench.reports.fleet import HostRecord
+from fleetbench.reports.records import Record
+from fleetbench.reports.stats import check_thresholds, fleet_statistics, load_thresholds
+
+MODES = {"cpx1": ("CPX", "NPS4"), "cpx2": ("CPX", "NPS4"), "spx1": ("SPX", "NPS1")}
+
+
+def rows(values: dict[str, float], metric: str = "throughput_total") -> list[HostRecord]:
+    unit = "tok/s" if metric.startswith("throughput") else "ms"
+    scenario = "throughput" if metric.startswith("throughput") else "latency"
+    batch, prompts = (None, 1000) if scenario == "throughput" else (1, None)
+    return [HostRecord(host, "slot0", Record("Llama-3.1-8B-Instruct", scenario, 1, batch,
+                                             prompts, None, 128, 128, "float16", metric,
+                                             value, unit))
+            for host, value in values.items()]
+
+
+def rules(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "thresholds.yml"
+    path.write_text(text)
+    return load_thresholds(path)
+
+
+def check(found_rows: list[HostRecord], thresholds):  # type: ignore[no-untyped-def]
+    return check_thresholds(found_rows, fleet_statistics(found_rows), thresholds, MODES)
+
+
+def test_scaled_from_spx_serves_both_fleets(tmp_path: Path) -> None:
+    thresholds = rules(tmp_path, "- metric: throughput_total\n  min: 8000\n  scale_from: SPX\n")
+    # SPX needs 8000; a CPX partition 8000 / 8 = 1000.
+    violations, unmatched = check(rows({"cpx1": 1100.0, "cpx2": 900.0, "spx1": 8100.0}),
+                                  thresholds)
+    assert unmatched == []
+    assert [(v.host, v.value, v.threshold.minimum) for v in violations] == [
+        ("cpx2", 900.0, 1000.0)]
+    assert "scaled SPX→CPX x0.125" in violations[0].threshold.name
+    violations, _ = check(rows({"cpx1": 1100.0, "spx1": 7000.0}), thresholds)
+    assert [(v.host, v.threshold.minimum) for v in violations] == [("spx1", 8000.0)]
+
+
+def test_scaled_time_bounds_grow_with_a_smaller_share(tmp_path: Path) -> None:
+    thresholds = rules(tmp_path, "- metric: latency\n  max: 500\n  scale_from: SPX\n")
+    violations, _ = check(rows({"cpx1": 3900.0, "cpx2": 4100.0, "spx1": 450.0}, "latency"),
+                          thresholds)
+    assert [(v.host, v.threshold.maximum) for v in violations] == [("cpx2", 4000.0)]
+
+
+def test_rules_per_mode_and_median_per_mode(tmp_path: Path) -> None:
+    thresholds = rules(tmp_path, (
+        "- metric: throughput_total\n  compute_partition: CPX\n  min: 1000\n  of: median\n"
+        "- metric: throughput_total\n  compute_partition: SPX\n  memory_partition: NPS1\n"
+        "  min: 8000\n"))
+    violations, unmatched = check(rows({"cpx1": 950.0, "cpx2": 990.0, "spx1": 7900.0}),
+                                  thresholds)
+    assert unmatched == []
+    assert [(v.host, v.value) for v in violations] == [(None, 970.0), ("spx1", 7900.0)]
+    # A CPX-only rule on an SPX-only fleet matched nothing: said, not passed silently.
+    _, unmatched = check(rows({"spx1": 9000.0}), thresholds[:1])
+    assert unmatched == list(thresholds[:1])
+
+
+def test_bad_mode_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="compute_partition: 'XPX' — use one of SPX"):
+        rules(tmp_path, "- metric: latency\n  max: 1\n  compute_partition: XPX\n")
