@@ -136,6 +136,8 @@ class HostInfo:
     docker_version: str | None = None
     #: The GPU model the probe saw (``MI300X``, ``MI325X``), None when unknown.
     gpu_model: str | None = None
+    #: vLLM's version in the image the host ran, when the run recorded it.
+    vllm_version: str | None = None
     preflight_problems: tuple[str, ...] = ()
     preflight_warnings: tuple[str, ...] = ()
 
@@ -306,6 +308,7 @@ def _host_info(name: str, entry: Mapping[str, Any], preflight: Mapping[str, Any]
         driver_version=_optional_str(preflight.get("driver_version")),
         docker_version=_optional_str(preflight.get("docker_version")),
         gpu_model=_optional_str(preflight.get("gpu_model")),
+        vllm_version=_optional_str(entry.get("vllm_version")),
         preflight_problems=tuple(map(str, preflight.get("problems") or ())),
         preflight_warnings=tuple(map(str, preflight.get("warnings") or ())),
     )

@@ -57,6 +57,7 @@ from fleetbench.reports.stats import (
     analyse,
     configuration_dict,
     describe,
+    host_facts,
     load_thresholds,
     short_label,
     worse_by,
@@ -1065,6 +1066,7 @@ def _report_head(report: FleetReport) -> dict[str, Any]:
             "source": analysis.baseline.source,
             "comparisons": [c.to_dict() for c in analysis.comparisons],
             "regressions": [c.to_dict() for c in analysis.regressions],
+            "changes": list(analysis.baseline_changes),
         },
         "drift": [d.to_dict() for d in analysis.drift],
         "roofline": None if analysis.plausibility is None else analysis.plausibility.to_dict(),
@@ -1521,15 +1523,18 @@ def _build_report(
     baseline_rows: tuple[HostRecord, ...] | None = None
     baseline_medians: dict[Configuration, float] | None = None
     baseline_ref: BaselineRef | None = None
+    baseline_facts: dict[str, dict[str, str | None]] | None = None
     if baseline is not None:
         base = collect_run(Path(baseline))
         baseline_rows = base.rows
         baseline_ref = BaselineRef(run_id=base.run_id, source=f"run directory {baseline}")
+        baseline_facts = host_facts(base)
     elif db is not None and db.exists():
         previous = history.previous_comparable_run(db, run)
         if previous is not None:
             baseline_medians = history.fleet_medians(db, previous)
             baseline_ref = BaselineRef(run_id=previous, source=f"history {db}")
+            baseline_facts = history.run_attribution(db, previous)
 
     analysis = analyse(
         run,
@@ -1538,6 +1543,7 @@ def _build_report(
         baseline_medians=baseline_medians,
         baseline=baseline_ref,
         options=options or GateOptions(),
+        baseline_facts=baseline_facts,
     )
     folder = run.run_dir / REPORT_DIR
     report = FleetReport(run=run, analysis=analysis, history_db=db)

@@ -713,6 +713,39 @@ def compare_with_medians(
     return comparisons
 
 
+# --- what changed since the baseline ---------------------------------------------------------
+
+#: Facts of a host that explain a change of its numbers, as the history keeps them.
+ATTRIBUTION_FACTS = (("image digest", "image_digest"), ("MAD commit", "mad_commit"),
+                     ("compute partition", "compute_partition"),
+                     ("memory partition", "memory_partition"), ("ROCm", "rocm_version"),
+                     ("driver", "driver_version"), ("vLLM", "vllm_version"),
+                     ("GPU model", "gpu_model"))
+
+
+def host_facts(run: FleetRun) -> dict[str, dict[str, str | None]]:
+    """Per host of ``run``: its :data:`ATTRIBUTION_FACTS`, keyed by their history names."""
+    return {host.name: {key: _text(getattr(host, key)) for _, key in ATTRIBUTION_FACTS}
+            for host in run.hosts}
+
+
+def what_changed(baseline: Mapping[str, Mapping[str, str | None]],
+                 current: Mapping[str, Mapping[str, str | None]]) -> list[str]:
+    """One line per fact whose values differ between the baseline's hosts and the run's,
+    e.g. ``ROCm: 6.3.1 → 6.4.1 (lab01, lab02)``; hosts that do not say are left out."""
+    lines = []
+    for label, key in ATTRIBUTION_FACTS:
+        before = {v for facts in baseline.values() if (v := facts.get(key)) is not None}
+        after = {v for facts in current.values() if (v := facts.get(key)) is not None}
+        if not before or not after or before == after:
+            continue
+        moved = [host for host, facts in current.items()
+                 if facts.get(key) is not None and facts.get(key) not in before]
+        where = f" ({_names(sorted(moved))})" if moved else ""
+        lines.append(f"{label}: {', '.join(sorted(before))} → {', '.join(sorted(after))}{where}")
+    return lines
+
+
 # --- drift ----------------------------------------------------------------------------------
 
 
@@ -860,6 +893,8 @@ class FleetAnalysis:
     gate: Gate
     options: GateOptions
     plausibility: Plausibility | None = None
+    #: What differs between the baseline's hosts and this run's (image, MAD, ROCm…).
+    baseline_changes: tuple[str, ...] = ()
 
     @property
     def implausible(self) -> tuple[Implausible, ...]:
@@ -920,6 +955,7 @@ def gate(
     missing: Sequence[MissingResult] = (),
     configurations: int = 0,
     implausible: Sequence[Implausible] = (),
+    changes: Sequence[str] = (),
 ) -> Gate:
     """The gate: hosts not ok, planned results missing (of ``configurations`` per slot),
     thresholds, regressions, implausible results, no results at all, outliers when asked."""
@@ -956,6 +992,8 @@ def gate(
             f"{_count(len(regressions), 'regression')} against the baseline: fleet medians "
             f"up to {worst.worse_by:.1%} worse (tolerance {tolerance:.0%}; worst "
             f"{describe(worst.configuration)})"
+            + (f"; changed since the baseline: {'; '.join(changes)}" if changes else
+               "; nothing recorded changed since the baseline")
         )
     reasons += [
         f"implausible — {i.host}/{i.slot}: {describe(i.configuration)} = {i.value:g} "
@@ -998,6 +1036,7 @@ def analyse(
     baseline_medians: Mapping[Configuration, float] | None = None,
     baseline: BaselineRef | None = None,
     options: GateOptions | None = None,
+    baseline_facts: Mapping[str, Mapping[str, str | None]] | None = None,
 ) -> FleetAnalysis:
     """Statistics, findings and the gate of ``run``.
 
@@ -1020,10 +1059,11 @@ def analyse(
                                            tolerance=options.regression_tolerance)
     missing = _missing(run, {key: group.members for key, group in groups.items()})
     plausibility = assess(run)
+    changes = what_changed(baseline_facts, host_facts(run)) if baseline_facts else []
     verdict = gate(run, violations, [c for c in comparisons if c.regression], outliers,
                    options.regression_tolerance, fail_on_outliers=options.fail_on_outliers,
                    missing=missing, configurations=len(stats),
-                   implausible=plausibility.implausible)
+                   implausible=plausibility.implausible, changes=changes)
     return FleetAnalysis(
         stats=tuple(stats),
         outliers=tuple(outliers),
@@ -1040,4 +1080,5 @@ def analyse(
         gate=verdict,
         options=options,
         plausibility=plausibility,
+        baseline_changes=tuple(changes),
     )

@@ -71,3 +71,23 @@ def test_rules_per_mode_and_median_per_mode(tmp_path: Path) -> None:
 def test_bad_mode_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="compute_partition: 'XPX' — use one of SPX"):
         rules(tmp_path, "- metric: latency\n  max: 1\n  compute_partition: XPX\n")
+
+
+def test_regression_names_what_changed(tmp_path: Path) -> None:
+    from fleetbench.cli import main
+    from tests.unit.report_fleet.fleet_runs import HostSpec, write_run
+
+    base = write_run(tmp_path / "a", {h: HostSpec() for h in ("lab01", "lab02")},
+                     run_id="20261101T040000Z-0001")
+    slower = {h: HostSpec(factor=0.8, digest="sha256:" + "b2" * 32) for h in ("lab01", "lab02")}
+    run = write_run(tmp_path / "b", slower, run_id="20261102T040000Z-0002")
+    assert main(["report", "build", str(run), "--baseline", str(base), "--no-history",
+                 "--format", "json,md"]) == 1
+    import json
+    data = json.loads((run / "report" / "summary.json").read_text())
+    assert data["baseline"]["changes"] == [
+        f"image digest: sha256:{'a1' * 32} → sha256:{'b2' * 32} (lab01, lab02)"]
+    assert any("changed since the baseline: image digest" in h
+               for h in data["gate"]["headlines"])
+    assert "Changed since the baseline: image digest" in (run / "report" / "summary.md"
+                                                           ).read_text()
