@@ -456,10 +456,12 @@ def heat_map(report: FleetReport) -> HeatMap:
     cells: list[HeatCell] = []
     names = [describe(stat.configuration) for stat in stats]
     for row_index, (host, slot) in enumerate(members):
+        serials = slot_serials(report, host, slot)
+        gpu = "" if serials == "?" else f" (GPU {serials})"
         for column, stat in enumerate(stats):
             key = (host, slot, stat.configuration)
             x, y = left + column * cell, top_px + row_index * cell
-            name = f"{host}/{slot} — {names[column]}"
+            name = f"{host}/{slot}{gpu} — {names[column]}"
             if key not in present:
                 cells.append(HeatCell(x, y, "#ffffff", f"{name}: no result", "–"))
                 continue
@@ -560,19 +562,20 @@ class OutlierGroup:
     typical: float
     worst: float
     worst_configuration: str
+    serials: str = "?"
 
 
 def outlier_groups(report: FleetReport) -> list[OutlierGroup]:
     """Outliers per host/slot: a slow slot is one line, not one per configuration."""
-    groups: dict[str, list[tuple[float, Configuration]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[tuple[float, Configuration]]] = defaultdict(list)
     for outlier in report.analysis.outliers:
-        groups[f"{outlier.host}/{outlier.slot}"].append((outlier.worse_by, outlier.configuration))
+        groups[(outlier.host, outlier.slot)].append((outlier.worse_by, outlier.configuration))
     result = []
-    for member, items in groups.items():
+    for (host, slot), items in groups.items():
         gaps = sorted(gap for gap, _ in items)
         worst_gap, worst = max(items, key=lambda item: item[0])
-        result.append(OutlierGroup(member, len(items), _median(gaps) or 0.0, worst_gap,
-                                   describe(worst)))
+        result.append(OutlierGroup(f"{host}/{slot}", len(items), _median(gaps) or 0.0,
+                                   worst_gap, describe(worst), slot_serials(report, host, slot)))
     return result
 
 

@@ -66,3 +66,13 @@ def test_unknown_device_gets_no_bound_and_says_so(tmp_path: Path) -> None:
     data = json.loads((run_dir / "report" / "summary.json").read_text())
     assert data["roofline"]["implausible"] == []
     assert any("GPU model unknown" in line for line in data["roofline"]["unbounded"])
+
+
+def test_a_slow_slot_is_named_by_its_gpu_serial(tmp_path: Path) -> None:
+    hosts = {h: mi300x_spx() for h in ("lab01", "lab02", "lab03", "lab04")}
+    hosts["lab03"] = mi300x_spx(slot_factors={0: 0.7})
+    run_dir = write_run(tmp_path, hosts)
+    build(run_dir, tmp_path)
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "<td>lab03/slot0</td><td>LAB03-GPU0</td>" in page  # the outliers table
+    assert "lab03/slot0 (GPU LAB03-GPU0) — " in page  # the heat map's cell titles
