@@ -21,6 +21,9 @@ SMI_COMMANDS = (
     ("amd-smi", ["static", "--partition", "--json"]),
     ("rocm-smi", ["--showcomputepartition", "--showmemorypartition", "--json"]),
 )
+# The amdgpu PCI device's identity (board serial from the FRU, unique id, product name),
+# which fleetbench records per slot so a slow slot names the GPU to drain.
+IDENTITY_FILES = ("serial_number", "unique_id", "product_name")
 MAX_FILE_BYTES = 65536
 
 
@@ -53,7 +56,7 @@ def sysfs_devices(root):
             if real in seen:
                 continue
             files = {}
-            for name in SYSFS_FILES:
+            for name in SYSFS_FILES + IDENTITY_FILES:
                 text = read_text(os.path.join(device, name))
                 if text is not None:
                     files[name] = text

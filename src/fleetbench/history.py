@@ -30,7 +30,7 @@ import sqlite3
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ from fleetbench.errors import BadInput
 from fleetbench.reports.fleet import FleetRun, HostRecord, model_name
 from fleetbench.reports.records import CONFIGURATION_KEYS, Configuration, Record
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Runs shown in the HTML report's trends (the current one included).
 TREND_RUNS = 20
 
@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS hosts (
     mad_commit   TEXT,
     compute_partition TEXT,
     memory_partition  TEXT,
+    rocm_version TEXT,
+    driver_version TEXT,
+    vllm_version TEXT,
+    gpu_model    TEXT,
     PRIMARY KEY (run_id, host)
 );
 CREATE TABLE IF NOT EXISTS records (
@@ -85,7 +89,8 @@ CREATE TABLE IF NOT EXISTS records (
     host            TEXT NOT NULL,
     slot            TEXT NOT NULL,{_CONFIGURATION_SQL},
     value           REAL,
-    unit            TEXT NOT NULL
+    unit            TEXT NOT NULL,
+    gpu_serials     TEXT
 );
 CREATE TABLE IF NOT EXISTS medians (
     run_id          TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,{_CONFIGURATION_SQL},
@@ -97,6 +102,12 @@ CREATE INDEX IF NOT EXISTS medians_run ON medians(run_id);
 CREATE INDEX IF NOT EXISTS runs_comparable ON runs(model, dtype, scenario, created);
 """
 _RECORD_COLUMNS = ("run_id", "host", "slot", *CONFIGURATION_KEYS, "value", "unit")
+#: What a host ran with, on every history row of it (attribution of a change).
+ATTRIBUTION = ("image_digest", "mad_commit", "compute_partition", "memory_partition",
+               "rocm_version", "driver_version", "vllm_version", "gpu_model")
+# Columns later schemas added to tables of earlier ones.
+_ADDED_COLUMNS = {"hosts": ("rocm_version", "driver_version", "vllm_version", "gpu_model"),
+                  "records": ("gpu_serials",)}
 _MEDIAN_COLUMNS = ("run_id", *CONFIGURATION_KEYS, "median", "count")
 
 
@@ -154,17 +165,21 @@ def store_run(db: Path, run: FleetRun, *, gate_failed: bool) -> None:
             (run.run_id, run.created, run.finished, run.model, run.dtype, run.scenario,
              str(run.run_dir), int(gate_failed), stored),
         )
+        columns = ("run_id", "host", "status", "reason", *ATTRIBUTION)
         connection.executemany(
-            "INSERT INTO hosts (run_id, host, status, reason, image_digest, mad_commit,"
-            " compute_partition, memory_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run.run_id, h.name, h.status, h.reason, h.image_digest, h.mad_commit,
-              h.compute_partition, h.memory_partition) for h in run.hosts],
+            f"INSERT INTO hosts ({', '.join(columns)})"  # noqa: S608
+            f" VALUES ({', '.join('?' * len(columns))})",
+            [(run.run_id, h.name, h.status, h.reason,
+              *(getattr(h, name) for name in ATTRIBUTION)) for h in run.hosts],
         )
-        marks = ", ".join("?" * len(_RECORD_COLUMNS))
+        serials = {(h.name, slot.name): ",".join(slot.serials) or None
+                   for h in run.hosts for slot in h.slots}
+        marks = ", ".join("?" * (len(_RECORD_COLUMNS) + 1))
         connection.executemany(
-            f"INSERT INTO records ({', '.join(_RECORD_COLUMNS)}) VALUES ({marks})",  # noqa: S608
+            f"INSERT INTO records ({', '.join(_RECORD_COLUMNS)}, gpu_serials)"  # noqa: S608
+            f" VALUES ({marks})",
             [(run.run_id, row.host, row.slot, *row.record.configuration, row.record.value,
-              row.record.unit) for row in run.rows],
+              row.record.unit, serials.get((row.host, row.slot))) for row in run.rows],
         )
         _store_medians(connection, run.run_id,
                        ((row.record.configuration, row.record.value) for row in run.rows))
@@ -189,6 +204,11 @@ def _store_medians(connection: sqlite3.Connection, run_id: str,
 
 def _migrate(connection: sqlite3.Connection, version: int) -> None:
     """Bring a database of schema ``version`` up to :data:`SCHEMA_VERSION` (in a transaction)."""
+    for table, added in _ADDED_COLUMNS.items():
+        have = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        for column in added:
+            if column not in have:  # schema 3: attribution per host, GPU serials per record
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
     if version == 1:  # version 1 had no medians: compute them once from the records
         run_ids = [row[0] for row in connection.execute(
             "SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM medians)")]
@@ -321,12 +341,20 @@ class TrendPoint:
     median: float | None
     count: int
     host: str | None = None
+    #: With a host or GPU trend: what that host ran with in that run (:data:`ATTRIBUTION`).
+    attribution: Mapping[str, str | None] | None = None
+    gpu: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"run_id": self.run_id, "created": self.created, "host": self.host,
+        data: dict[str, Any] = {"run_id": self.run_id, "created": self.created, "host": self.host,
                 **dict(zip(CONFIGURATION_KEYS, self.configuration, strict=True)),
                 "median": self.median, "count": self.count}
+        if self.gpu is not None:
+            data["gpu"] = self.gpu
+        if self.attribution is not None:
+            data["attribution"] = dict(self.attribution)
+        return data
 
 
 def trends(
@@ -338,12 +366,18 @@ def trends(
     scenario: str | None = None,
     limit: int = 10,
     comparable_to: FleetRun | None = None,
+    gpu: str | None = None,
 ) -> list[TrendPoint]:
     """Per run (the ``limit`` latest, oldest first) the median of each configuration.
 
-    The fleet median, or with ``host`` the median of that host's slots. ``comparable_to``
-    keeps only runs comparable with that run (and not after it).
+    The fleet median, with ``host`` the median of that host's slots, with ``gpu`` (a
+    serial) the median of the slots that used that GPU. ``comparable_to`` keeps only runs
+    comparable with that run (and not after it). Host and GPU points carry what the host
+    ran with (image digest, MAD commit, ROCm, driver, vLLM, partition mode, GPU model).
     """
+    if gpu:
+        return _gpu_trends(db, gpu, model=model, metric=metric, scenario=scenario,
+                           limit=limit)
     if limit < 1:
         raise BadInput(f"--limit {limit}: give at least 1")
     where = ["1 = 1"]
@@ -389,11 +423,60 @@ def trends(
                 seen[configuration] = None
                 if row[-1] is not None:
                     values[configuration].append(float(row[-1]))
+            facts = attribution(connection, run_id).get(host)
             points.extend(
                 TrendPoint(run_id, created, configuration,
                            statistics.median(values[configuration])
                            if values[configuration] else None,
-                           len(values[configuration]), host)
+                           len(values[configuration]), host, facts)
                 for configuration in seen
             )
+    return points
+
+
+def attribution(connection: sqlite3.Connection, run_id: str,
+                ) -> dict[str, dict[str, str | None]]:
+    """Per host of a stored run: what it ran with (:data:`ATTRIBUTION`)."""
+    rows = connection.execute(
+        f"SELECT host, {', '.join(ATTRIBUTION)} FROM hosts WHERE run_id = ?",  # noqa: S608
+        (run_id,)).fetchall()
+    return {row[0]: dict(zip(ATTRIBUTION, row[1:], strict=True)) for row in rows}
+
+
+def run_attribution(db: Path, run_id: str) -> dict[str, dict[str, str | None]]:
+    """:func:`attribution` of a stored run, opening the database."""
+    with connect(db, create=False) as connection:
+        return attribution(connection, run_id)
+
+
+def _gpu_trends(db: Path, serial: str, *, model: str | None, metric: str | None,
+                scenario: str | None, limit: int) -> list[TrendPoint]:
+    """Per run that used GPU ``serial`` (the ``limit`` latest): the median of its slots."""
+    where = ["(',' || records.gpu_serials || ',') LIKE ?"]
+    params: list[Any] = [f"%,{serial},%"]
+    for column, wanted in (("runs.model", model_name(model) if model else None),
+                           ("records.metric", metric), ("records.scenario", scenario)):
+        if wanted:
+            where.append(f"{column} = ?")
+            params.append(wanted)
+    columns = ", ".join(f"records.{key}" for key in CONFIGURATION_KEYS)
+    with connect(db, create=False) as connection:
+        rows = connection.execute(
+            f"SELECT records.run_id, runs.created, records.host, {columns}, records.value"  # noqa: S608
+            " FROM records JOIN runs ON runs.run_id = records.run_id"
+            f" WHERE {' AND '.join(where)} ORDER BY runs.created, records.run_id,"
+            " records.rowid", params).fetchall()
+        run_ids = list(dict.fromkeys(row[0] for row in rows))[-limit:]
+        facts = {run_id: attribution(connection, run_id) for run_id in run_ids}
+    keep = set(run_ids)
+    groups: dict[tuple[str, str | None, str, Configuration], list[float | None]] = {}
+    for row in rows:
+        if row[0] in keep:
+            groups.setdefault((row[0], row[1], row[2], tuple(row[3:-1])), []).append(row[-1])
+    points = []
+    for (run_id, created, host, configuration), values in groups.items():
+        known = [float(v) for v in values if v is not None]
+        points.append(TrendPoint(run_id, created, configuration,
+                                 statistics.median(known) if known else None, len(known),
+                                 host, facts[run_id].get(host), serial))
     return points

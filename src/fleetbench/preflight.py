@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetbench.errors import BadInput
+from fleetbench.gpus import gpu_model, logical_gpus
 from fleetbench.lock import Controller, judge_lock, this_controller
 from fleetbench.lock import describe as describe_lock
 from fleetbench.partition import ExpectedPartition, evaluate_host
@@ -97,7 +98,8 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any], *,
         warnings.append(f"{describe_lock(held, inventory)} — a run started now skips this "
                         "host (skipped:locked)")
 
-    partition = evaluate_host(probe.get("raw") or {}, options.expected)
+    raw = probe.get("raw") or {}
+    partition = evaluate_host(raw, options.expected)
     problems.extend(partition.problems)
     warnings.extend(partition.warnings)
     return {
@@ -113,6 +115,9 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any], *,
         "rocm_version": rocm_version,
         "driver_version": probe.get("driver_version"),
         "free_disk_gb": free_gb,
+        # The GPU model (roofline table) and every logical GPU's physical GPU and partition.
+        "gpu_model": gpu_model(raw),
+        "gpus": logical_gpus(raw),
         "partition": partition.to_dict(),
         # Another run's lock, as `check --json` shows it (None: free, or this run's own).
         "lock": held.contract() if held is not None else None,

@@ -25,6 +25,7 @@ from typing import Any
 
 from fleetbench import __version__, roleargs, scratch
 from fleetbench.errors import BadInput
+from fleetbench.gpus import slot_gpus
 from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.lock import this_controller
@@ -551,6 +552,8 @@ def _record_host(host: str, played: Played | None, hosts_dir: Path,
     outcome = with_slot_verdicts(dataclasses.replace(
         outcome, slots={**previous.get("slots", {}), **judged}))
     if outcome.preflight is not None:
+        for slot in outcome.slots.values():  # which physical GPUs and partitions it used
+            slot["gpus"] = slot_gpus(outcome.preflight, slot.get("hip_visible_devices"))
         host_dir = hosts_dir / host
         host_dir.mkdir(exist_ok=True)
         (host_dir / "preflight.json").write_text(json.dumps(outcome.preflight, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -38,6 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help=f"history database (default {default_history_path()})")
     parser.add_argument("--model", help="only this model (report name or Hugging Face id)")
     parser.add_argument("--host", help="medians of this host's slots instead of the fleet's")
+    parser.add_argument("--gpu", metavar="SERIAL",
+                        help="one physical GPU over time: the medians of the slots that used "
+                        "the GPU with this serial (in whichever host it was), with what that "
+                        "host ran with")
     parser.add_argument("--metric", choices=METRICS, metavar="METRIC",
                         help=f"only this metric ({', '.join(METRICS)})")
     parser.add_argument("--scenario", choices=SCENARIOS, help="only this scenario")
@@ -59,13 +64,14 @@ def run(args: argparse.Namespace) -> int:
     if args.keep_records is not None:
         return _prune(db, args.keep_records)
     points = trends(db, model=args.model, host=args.host, metric=args.metric,
-                    scenario=args.scenario, limit=args.limit)
+                    scenario=args.scenario, limit=args.limit, gpu=args.gpu)
     runs = {r.run_id: r for r in list_runs(db, model=args.model)}
     if args.json:
         run_ids = list(dict.fromkeys(p.run_id for p in points))
         print(json.dumps({
             "db": str(db),
             "host": args.host,
+            "gpu": args.gpu,
             "runs": [_run_dict(runs[r]) for r in run_ids if r in runs],
             "points": [p.to_dict() for p in points],
         }, indent=2))
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if not points:
         console.print(f"no stored results match in {db}", markup=False, highlight=False)
         return 0
-    console.print(render_table(points, runs, args.host))
+    console.print(render_table(points, runs, args.host, args.gpu))
     return 0
 
 
@@ -92,11 +98,13 @@ def _run_dict(stored: StoredRun) -> dict[str, object]:
             "gate_failed": stored.gate_failed, "run_dir": stored.run_dir}
 
 
-def render_table(points: list[TrendPoint], runs: dict[str, StoredRun], host: str | None
-                 ) -> Table:
-    """Configurations down, runs across (oldest first), medians in the cells."""
+def render_table(points: list[TrendPoint], runs: dict[str, StoredRun], host: str | None,
+                 gpu: str | None = None) -> Table:
+    """Configurations down, runs across (oldest first), medians in the cells; with a host
+    or GPU, a last row says what the host ran with in each run."""
     run_ids = list(dict.fromkeys(p.run_id for p in points))
-    whose = f"median of {host}'s slots" if host else "fleet median"
+    whose = (f"median of the slots on GPU {gpu}" if gpu else
+             f"median of {host}'s slots" if host else "fleet median")
     models = {(p.configuration[0], p.configuration[8]) for p in points}
     # One model and dtype (the usual case): name them once, in the title.
     label = short_label if len(models) == 1 else describe
@@ -117,4 +125,25 @@ def render_table(points: list[TrendPoint], runs: dict[str, StoredRun], host: str
     for configuration, by_run in cells.items():
         table.add_row(escape(label(configuration)), METRIC_UNITS[configuration[-1]],
                       *(by_run.get(run_id, "–") for run_id in run_ids))
+    facts = {p.run_id: (p.host, p.attribution) for p in points if p.attribution is not None}
+    if facts:
+        table.add_row("[dim]ran with[/]", "", *(
+            escape(attribution_text(*facts[run_id])) if run_id in facts else "–"
+            for run_id in run_ids))
     return table
+
+
+def attribution_text(host: str | None, facts: Mapping[str, str | None] | None) -> str:
+    """``lab02 · MI300X CPX/NPS4 · ROCm 6.4.1 · …`` for a history column."""
+    facts = facts or {}
+    digest = facts.get("image_digest")
+    commit = facts.get("mad_commit")
+    parts = [host or "?",
+             f"{facts.get('gpu_model') or '?'} {facts.get('compute_partition') or '?'}/"
+             f"{facts.get('memory_partition') or '?'}",
+             f"ROCm {facts.get('rocm_version') or '?'}",
+             f"driver {facts.get('driver_version') or '?'}",
+             f"vLLM {facts.get('vllm_version') or '?'}",
+             f"image {digest.removeprefix('sha256:')[:12] if digest else '?'}",
+             f"MAD {commit[:10] if commit else '?'}"]
+    return " · ".join(parts)

@@ -70,6 +70,7 @@ MAX_SET_DELAY_S = 600.0
 # Whole-GPU memory as KFD and rocm-smi report it: 192 GiB less 16 MiB; a partition gets 1/n.
 GPU_VRAM_BYTES = 206141652992
 DEVICE_ID = 0x74A1
+PRODUCT_NAME = "AMD Instinct MI300X OAM"
 VENDOR_ID = 0x1002
 # PCI buses of the 8 OAM slots, from the real 8x MI300X KFD tree (location_id 1280 = 05:00.0 ...).
 PCI_BUSES = (0x05, 0x27, 0x47, 0x65, 0x85, 0xA7, 0xC7, 0xE5)
@@ -367,6 +368,11 @@ class PhysicalGpu:
         return f"0000:{self.bus:02x}:00.0"
 
     @property
+    def serial(self) -> str:
+        """The board serial the FRU holds (sysfs ``serial_number``): digits, per host and GPU."""
+        return f"{self.unique_id % 10**12:012d}"
+
+    @property
     def socket(self) -> int:
         """The CPU socket (KFD CPU node) the GPU hangs off."""
         return 0 if self.index < GPUS_PER_SOCKET else 1
@@ -646,6 +652,11 @@ def _render_pci(sys_dir: Path, state: GpuState, devices: tuple[LogicalGpu, ...],
         _write(dev / "available_memory_partition", ", ".join(MEMORY_MODES) + "\n")
         _write(dev / "vendor", f"0x{VENDOR_ID:04x}\n")
         _write(dev / "device", f"0x{DEVICE_ID:04x}\n")
+        # The device's identity as amdgpu prints it: the FRU's board serial and product
+        # name ("%s\n"), the unique id ("%016llx\n", the KFD node's unique_id in hex).
+        _write(dev / "serial_number", f"{gpu.serial}\n")
+        _write(dev / "unique_id", f"{gpu.unique_id:016x}\n")
+        _write(dev / "product_name", f"{PRODUCT_NAME}\n")
         _link(dev / "driver", "../../../bus/pci/drivers/amdgpu")
         _link(
             sys_dir / "bus" / "pci" / "devices" / gpu.bdf, f"../../../devices/pci0000:00/{gpu.bdf}"

@@ -62,6 +62,37 @@ class HostRecord:
 
 
 @dataclass(frozen=True)
+class SlotGpu:
+    """One physical GPU (and partition) a slot used: the manifest's ``slots.<slot>.gpus``."""
+
+    serial: str | None
+    bdf: str | None
+    unique_id: str | None
+    partition: int | None
+
+    @property
+    def label(self) -> str:
+        """The serial (else the BDF) with the partition: ``S1234#3``."""
+        name = self.serial or self.bdf or self.unique_id or "?"
+        return name if self.partition is None else f"{name}#{self.partition}"
+
+
+def _slot_gpus(value: object) -> tuple[SlotGpu, ...]:
+    if not isinstance(value, list):
+        return ()
+    gpus = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        partition = item.get("partition")
+        gpus.append(SlotGpu(serial=_optional_str(item.get("serial")),
+                            bdf=_optional_str(item.get("bdf")),
+                            unique_id=_optional_str(item.get("unique_id")),
+                            partition=partition if isinstance(partition, int) else None))
+    return tuple(gpus)
+
+
+@dataclass(frozen=True)
 class SlotInfo:
     """How one GPU slot of a host ended (the manifest's ``slots`` entry)."""
 
@@ -71,6 +102,13 @@ class SlotInfo:
     exit_code: int | None = None
     timed_out: bool = False
     summary: str = ""
+    #: The physical GPUs (and partitions) the slot used, when the run recorded them.
+    gpus: tuple[SlotGpu, ...] = ()
+
+    @property
+    def serials(self) -> tuple[str, ...]:
+        """The distinct serials of the slot's GPUs, in order."""
+        return tuple(dict.fromkeys(g.serial for g in self.gpus if g.serial))
 
     @property
     def ran(self) -> bool:
@@ -96,6 +134,10 @@ class HostInfo:
     rocm_version: str | None = None
     driver_version: str | None = None
     docker_version: str | None = None
+    #: The GPU model the probe saw (``MI300X``, ``MI325X``), None when unknown.
+    gpu_model: str | None = None
+    #: vLLM's version in the image the host ran, when the run recorded it.
+    vllm_version: str | None = None
     preflight_problems: tuple[str, ...] = ()
     preflight_warnings: tuple[str, ...] = ()
 
@@ -103,6 +145,10 @@ class HostInfo:
     def ran(self) -> bool:
         """True when the host's benchmark ran (``ok`` or ``failed:benchmark``)."""
         return self.status in RAN_STATUSES
+
+    def slot(self, name: str) -> SlotInfo | None:
+        """The slot called ``name``, or None."""
+        return next((slot for slot in self.slots if slot.name == name), None)
 
     @property
     def ok(self) -> bool:
@@ -242,6 +288,7 @@ def _host_info(name: str, entry: Mapping[str, Any], preflight: Mapping[str, Any]
             exit_code=slot.get("exit_code") if isinstance(slot.get("exit_code"), int) else None,
             timed_out=bool(slot.get("timed_out")),
             summary=str(slot.get("summary") or ""),
+            gpus=_slot_gpus(slot.get("gpus")),
         )
         for slot_name, slot in sorted((entry.get("slots") or {}).items(), key=_slot_order)
     )
@@ -260,6 +307,8 @@ def _host_info(name: str, entry: Mapping[str, Any], preflight: Mapping[str, Any]
         rocm_version=_optional_str(preflight.get("rocm_version")),
         driver_version=_optional_str(preflight.get("driver_version")),
         docker_version=_optional_str(preflight.get("docker_version")),
+        gpu_model=_optional_str(preflight.get("gpu_model")),
+        vllm_version=_optional_str(entry.get("vllm_version")),
         preflight_problems=tuple(map(str, preflight.get("problems") or ())),
         preflight_warnings=tuple(map(str, preflight.get("warnings") or ())),
     )

@@ -47,6 +47,7 @@ from fleetbench.errors import BadInput
 from fleetbench.forked import Forked
 from fleetbench.history import TrendPoint
 from fleetbench.reports.fleet import FleetRun, HostRecord, collect_run
+from fleetbench.reports.plausibility import describe_fraction
 from fleetbench.reports.records import METRIC_UNITS, Configuration
 from fleetbench.reports.stats import (
     BaselineRef,
@@ -56,6 +57,7 @@ from fleetbench.reports.stats import (
     analyse,
     configuration_dict,
     describe,
+    host_facts,
     load_thresholds,
     short_label,
     worse_by,
@@ -149,7 +151,7 @@ class FleetReport:
 CSV_COLUMNS = (
     "run_id", "host", "slot", "model", "scenario", "tp", "batch_size", "num_prompts",
     "max_concurrency", "input_len", "output_len", "dtype", "metric", "value", "unit",
-    "fleet_median", "vs_median", "finding",
+    "fleet_median", "vs_median", "finding", "roofline_fraction", "gpu_serials",
 )
 # Heat-map colours saturate at this relative distance from the median.
 HEAT_RANGE = 0.2
@@ -454,10 +456,12 @@ def heat_map(report: FleetReport) -> HeatMap:
     cells: list[HeatCell] = []
     names = [describe(stat.configuration) for stat in stats]
     for row_index, (host, slot) in enumerate(members):
+        serials = slot_serials(report, host, slot)
+        gpu = "" if serials == "?" else f" (GPU {serials})"
         for column, stat in enumerate(stats):
             key = (host, slot, stat.configuration)
             x, y = left + column * cell, top_px + row_index * cell
-            name = f"{host}/{slot} — {names[column]}"
+            name = f"{host}/{slot}{gpu} — {names[column]}"
             if key not in present:
                 cells.append(HeatCell(x, y, "#ffffff", f"{name}: no result", "–"))
                 continue
@@ -558,19 +562,20 @@ class OutlierGroup:
     typical: float
     worst: float
     worst_configuration: str
+    serials: str = "?"
 
 
 def outlier_groups(report: FleetReport) -> list[OutlierGroup]:
     """Outliers per host/slot: a slow slot is one line, not one per configuration."""
-    groups: dict[str, list[tuple[float, Configuration]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[tuple[float, Configuration]]] = defaultdict(list)
     for outlier in report.analysis.outliers:
-        groups[f"{outlier.host}/{outlier.slot}"].append((outlier.worse_by, outlier.configuration))
+        groups[(outlier.host, outlier.slot)].append((outlier.worse_by, outlier.configuration))
     result = []
-    for member, items in groups.items():
+    for (host, slot), items in groups.items():
         gaps = sorted(gap for gap, _ in items)
         worst_gap, worst = max(items, key=lambda item: item[0])
-        result.append(OutlierGroup(member, len(items), _median(gaps) or 0.0, worst_gap,
-                                   describe(worst)))
+        result.append(OutlierGroup(f"{host}/{slot}", len(items), _median(gaps) or 0.0,
+                                   worst_gap, describe(worst), slot_serials(report, host, slot)))
     return result
 
 
@@ -995,6 +1000,10 @@ def host_rows(report: FleetReport) -> list[dict[str, Any]]:
             "logical_gpus": host.logical_gpus,
             "rocm_version": host.rocm_version,
             "driver_version": host.driver_version,
+            "gpu_model": host.gpu_model,
+            "slot_gpus": {s.name: [{"serial": g.serial, "bdf": g.bdf, "unique_id": g.unique_id,
+                                    "partition": g.partition} for g in s.gpus]
+                          for s in host.slots if s.gpus},
             "preflight_problems": list(host.preflight_problems),
             "preflight_warnings": list(host.preflight_warnings),
             "outliers": counts[host.name]["outliers"],
@@ -1003,6 +1012,20 @@ def host_rows(report: FleetReport) -> list[dict[str, Any]]:
             "violations": counts[host.name]["violations"],
         })
     return rows
+
+
+def roofline_text(report: FleetReport, configuration: Configuration) -> str:
+    """``61 % of HBM roofline`` for the fleet median of ``configuration``, else a dash."""
+    plausibility = report.analysis.plausibility
+    found = None if plausibility is None else plausibility.median_fraction.get(configuration)
+    return "–" if found is None else describe_fraction(*found)
+
+
+def slot_serials(report: FleetReport, host: str, slot: str) -> str:
+    """The GPU serials a host slot used (``S1, S2``), ``?`` when not recorded."""
+    info = report.run.host(host)
+    found = None if info is None else info.slot(slot)
+    return ", ".join(found.serials) if found is not None and found.serials else "?"
 
 
 def report_data(report: FleetReport) -> dict[str, Any]:
@@ -1046,8 +1069,10 @@ def _report_head(report: FleetReport) -> dict[str, Any]:
             "source": analysis.baseline.source,
             "comparisons": [c.to_dict() for c in analysis.comparisons],
             "regressions": [c.to_dict() for c in analysis.regressions],
+            "changes": list(analysis.baseline_changes),
         },
         "drift": [d.to_dict() for d in analysis.drift],
+        "roofline": None if analysis.plausibility is None else analysis.plausibility.to_dict(),
         "unreadable_reports": [
             {"host": p.host, "slot": p.slot, "message": p.message} for p in analysis.problems
         ],
@@ -1143,6 +1168,8 @@ def _context(report: FleetReport, formats: Sequence[str]) -> dict[str, Any]:
         "config": configuration_dict,
         "unit_of": lambda c: METRIC_UNITS[c[-1]],
         "missing_groups": missing_groups(report),
+        "roofline_text": functools.partial(roofline_text, report),
+        "serials": functools.partial(slot_serials, report),
         "outlier_groups": outlier_groups(report),
         "files": {name: OUTPUT_FILES[name] for name in formats if name != "html"},
         "version": __version__,
@@ -1201,6 +1228,8 @@ def render_csv(report: FleetReport) -> str:
     for outlier in report.analysis.outliers:
         outliers[(outlier.host, outlier.slot)].add(outlier.configuration)
     run_id = report.run.run_id
+    plausibility = report.analysis.plausibility
+    implausible = {(i.host, i.slot, i.configuration) for i in report.analysis.implausible}
     # A record's unit follows from its metric (Record checks it).
     configurations: dict[Configuration, tuple[str, float | None, str]] = {}
     # One flat list of pieces joined once: no string per row.
@@ -1208,7 +1237,7 @@ def render_csv(report: FleetReport) -> str:
     add = parts.append
     host: str | None = None
     slot: str | None = None
-    member = ""
+    member = serials = ""
     slot_outliers: set[Configuration] = set()
     for row in _table_order(report):
         record = row.record
@@ -1216,6 +1245,8 @@ def render_csv(report: FleetReport) -> str:
             host, slot = row.host, row.slot
             member = _csv_fields((run_id, host, slot)) + ","
             slot_outliers = outliers.get((host, slot), set())
+            found = slot_serials(report, host, slot)
+            serials = "," + _csv_fields(("" if found == "?" else found,)) + "\n"
         configuration = record.configuration
         shared = configurations.get(configuration)
         if shared is None:
@@ -1229,12 +1260,19 @@ def render_csv(report: FleetReport) -> str:
         value = record.value
         if value is None:
             add(unit_and_median)
-            add(",failed\n")
+            add(",failed,")
+            add(serials)
             continue
         add(_csv_number(value))
         add(unit_and_median)
         add(_csv_number((value - median) / median) if median else "")
-        add(",outlier\n" if configuration in slot_outliers else ",\n")
+        if (host, slot, configuration) in implausible:
+            add(",implausible,")
+        else:
+            add(",outlier," if configuration in slot_outliers else ",,")
+        limit = None if plausibility is None else plausibility.bound_for(row.host, configuration)
+        add(_csv_number(limit.fraction(value)) if limit is not None else "")
+        add(serials)
     return "".join(parts)
 
 
@@ -1488,15 +1526,18 @@ def _build_report(
     baseline_rows: tuple[HostRecord, ...] | None = None
     baseline_medians: dict[Configuration, float] | None = None
     baseline_ref: BaselineRef | None = None
+    baseline_facts: dict[str, dict[str, str | None]] | None = None
     if baseline is not None:
         base = collect_run(Path(baseline))
         baseline_rows = base.rows
         baseline_ref = BaselineRef(run_id=base.run_id, source=f"run directory {baseline}")
+        baseline_facts = host_facts(base)
     elif db is not None and db.exists():
         previous = history.previous_comparable_run(db, run)
         if previous is not None:
             baseline_medians = history.fleet_medians(db, previous)
             baseline_ref = BaselineRef(run_id=previous, source=f"history {db}")
+            baseline_facts = history.run_attribution(db, previous)
 
     analysis = analyse(
         run,
@@ -1505,6 +1546,7 @@ def _build_report(
         baseline_medians=baseline_medians,
         baseline=baseline_ref,
         options=options or GateOptions(),
+        baseline_facts=baseline_facts,
     )
     folder = run.run_dir / REPORT_DIR
     report = FleetReport(run=run, analysis=analysis, history_db=db)

@@ -27,6 +27,19 @@ very tight fleet does not flag noise.
       max: 2000                       # highest acceptable value (ms)
       of: median                      # each (default): every slot; median: the fleet median
 
+Per partition mode, so one file serves CPX and SPX fleets: ``compute_partition: CPX``
+and/or ``memory_partition: NPS4`` limit a rule to hosts in that mode; ``scale_from: SPX``
+says the bounds were measured on whole GPUs and scales them to each host's mode by the
+partition's share of a GPU (1/8 in CPX: a ``min`` throughput x 1/8, a ``max`` latency x 8).
+A median rule of either kind takes the median of each mode's hosts::
+
+    - scenario: throughput
+      metric: throughput_total
+      input_len: 128
+      output_len: 128
+      min: 9000                       # on an SPX GPU; 1125 on a CPX partition
+      scale_from: SPX
+
 A rule needs ``metric`` and ``min`` and/or ``max``. Unknown keys, metrics or scenarios
 are bad input (exit 2). A rule that matches no result is reported, not failed.
 
@@ -46,6 +59,7 @@ AWX workflow) fails exactly where ``fleetbench run`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -65,6 +79,7 @@ from fleetbench.reports.fleet import (
     ReadProblem,
     model_name,
 )
+from fleetbench.reports.plausibility import Implausible, Plausibility, assess
 from fleetbench.reports.records import (
     CONFIGURATION_KEYS,
     METRIC_UNITS,
@@ -72,6 +87,7 @@ from fleetbench.reports.records import (
     SCENARIOS,
     Configuration,
 )
+from fleetbench.roofline import partition_share
 
 #: Scale from the median absolute deviation to a standard deviation (normal data).
 MAD_SCALE = 1.4826
@@ -81,7 +97,11 @@ MIN_OUTLIER_SAMPLE = 3
 _FILTER_KEYS = ("tp", "batch_size", "num_prompts", "max_concurrency", "input_len",
                 "output_len", "dtype")
 _INT_FILTERS = frozenset(_FILTER_KEYS) - {"dtype"}
-_RULE_KEYS = frozenset({"model", "scenario", "metric", "min", "max", "of", *_FILTER_KEYS})
+_MODE_KEYS = ("compute_partition", "memory_partition")
+_RULE_KEYS = frozenset({"model", "scenario", "metric", "min", "max", "of", "scale_from",
+                        *_FILTER_KEYS, *_MODE_KEYS})
+_COMPUTE_MODES = ("SPX", "DPX", "QPX", "CPX")
+_MEMORY_MODES = ("NPS1", "NPS4")
 _INDEX = {key: i for i, key in enumerate(CONFIGURATION_KEYS)}
 
 
@@ -397,6 +417,38 @@ class Threshold:
     filters: tuple[tuple[str, int | str], ...] = ()
     of: str = "each"
     name: str = ""
+    #: Only hosts in these partition modes (None: any).
+    compute_partition: str | None = None
+    memory_partition: str | None = None
+    #: The bounds were measured in this compute mode (e.g. SPX): for a host in another
+    #: mode they scale by the partition's share (throughput x share, times / share).
+    scale_from: str | None = None
+
+    @property
+    def mode_aware(self) -> bool:
+        """True when the host's partition mode matters to the rule."""
+        return bool(self.compute_partition or self.memory_partition or self.scale_from)
+
+    def applies_to_mode(self, mode: tuple[str | None, str | None]) -> bool:
+        """True when a host in ``mode`` (compute, memory) is one the rule covers."""
+        compute, memory = mode
+        if self.compute_partition is not None and compute != self.compute_partition:
+            return False
+        if self.memory_partition is not None and memory != self.memory_partition:
+            return False
+        return not (self.scale_from is not None and compute not in _COMPUTE_MODES)
+
+    def for_mode(self, compute: str | None) -> Threshold:
+        """The rule with its bounds scaled from ``scale_from`` to ``compute`` mode."""
+        if self.scale_from is None or compute is None or compute == self.scale_from:
+            return self
+        share = partition_share(compute) / partition_share(self.scale_from)
+        factor = share if higher_is_better(self.metric) else 1 / share
+        return dataclasses.replace(
+            self,
+            minimum=None if self.minimum is None else self.minimum * factor,
+            maximum=None if self.maximum is None else self.maximum * factor,
+            name=f"{self.name} (scaled {self.scale_from}→{compute} x{factor:g})")
 
     def matches(self, configuration: Configuration) -> bool:
         """True when the rule applies to ``configuration``."""
@@ -425,8 +477,10 @@ class Threshold:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
+        modes = {key: getattr(self, key) for key in (*_MODE_KEYS, "scale_from")
+                 if getattr(self, key) is not None}
         return {"name": self.name, "model": self.model, "scenario": self.scenario,
-                "metric": self.metric, **dict(self.filters), "min": self.minimum,
+                "metric": self.metric, **dict(self.filters), **modes, "min": self.minimum,
                 "max": self.maximum, "of": self.of}
 
 
@@ -481,13 +535,20 @@ def _threshold(path: Path, index: int, item: object) -> Threshold:
         if key in _INT_FILTERS and (isinstance(value, bool) or not isinstance(value, int)):
             raise BadInput(f"{where}: {key} must be a whole number, not {value!r}")
         filters.append((key, value if key in _INT_FILTERS else str(value)))
+    modes: dict[str, str | None] = {}
+    for key, choices in (("compute_partition", _COMPUTE_MODES),
+                         ("memory_partition", _MEMORY_MODES), ("scale_from", _COMPUTE_MODES)):
+        value = item.get(key)
+        if value is not None and str(value).upper() not in choices:
+            raise BadInput(f"{where}: {key}: {value!r} — use one of {', '.join(choices)}")
+        modes[key] = None if value is None else str(value).upper()
     model = item.get("model")
-    name = ", ".join(f"{k}={item[k]}" for k in ("model", "scenario", "metric", *_FILTER_KEYS)
-                     if k in item)
+    name = ", ".join(f"{k}={item[k]}" for k in ("model", "scenario", "metric", *_FILTER_KEYS,
+                                                 *_MODE_KEYS) if k in item)
     return Threshold(
         metric=str(metric), minimum=low, maximum=high,
         model=model_name(str(model)) if model is not None else None,
-        scenario=scenario, filters=tuple(filters), of=str(of), name=name,
+        scenario=scenario, filters=tuple(filters), of=str(of), name=name, **modes,
     )
 
 
@@ -528,14 +589,24 @@ def check_thresholds(
     rows: Iterable[HostRecord],
     stats: Sequence[ConfigurationStats],
     thresholds: Sequence[Threshold],
+    modes: Mapping[str, tuple[str | None, str | None]] | None = None,
 ) -> tuple[list[ThresholdViolation], list[Threshold]]:
-    """Violations, and the rules that matched no result (a typo would otherwise pass)."""
+    """Violations, and the rules that matched no result (a typo would otherwise pass).
+
+    ``modes`` maps a host to its (compute, memory) partition mode, for rules that filter on
+    it or scale from a mode (:meth:`Threshold.for_mode`); a median rule of that kind takes
+    the median of each mode's hosts on their own.
+    """
     rows = list(rows)
+    modes = modes or {}
     violations: list[ThresholdViolation] = []
     unmatched: list[Threshold] = []
     for rule in thresholds:
         matched = False
-        if rule.of == "median":
+        if rule.mode_aware:
+            found, matched = _check_mode_rule(rule, rows, modes)
+            violations.extend(found)
+        elif rule.of == "median":
             for stat in stats:
                 if rule.matches(stat.configuration) and stat.median is not None:
                     matched = True
@@ -553,6 +624,35 @@ def check_thresholds(
         if not matched:
             unmatched.append(rule)
     return violations, unmatched
+
+
+def _check_mode_rule(rule: Threshold, rows: Sequence[HostRecord],
+                     modes: Mapping[str, tuple[str | None, str | None]],
+                     ) -> tuple[list[ThresholdViolation], bool]:
+    """Violations of a mode-aware rule, and whether it matched any result."""
+    violations: list[ThresholdViolation] = []
+    groups: dict[tuple[Configuration, str | None], list[float]] = defaultdict(list)
+    matched = False
+    for row in rows:
+        value = row.record.value
+        mode = modes.get(row.host, (None, None))
+        if value is None or not rule.matches(row.configuration) or \
+                not rule.applies_to_mode(mode):
+            continue
+        matched = True
+        if rule.of == "median":
+            groups[(row.configuration, mode[0])].append(value)
+            continue
+        scaled = rule.for_mode(mode[0])
+        if scaled.violated_by(value):
+            violations.append(ThresholdViolation(scaled, row.configuration, value, row.host,
+                                                 row.slot))
+    for (configuration, compute), values in groups.items():
+        scaled = rule.for_mode(compute)
+        median = statistics.median(values)
+        if scaled.violated_by(median):
+            violations.append(ThresholdViolation(scaled, configuration, median))
+    return violations, matched
 
 
 # --- baseline ----------------------------------------------------------------------------
@@ -611,6 +711,39 @@ def compare_with_medians(
         comparisons.append(Comparison(stat.configuration, reference, stat.median, gap,
                                       gap > tolerance))
     return comparisons
+
+
+# --- what changed since the baseline ---------------------------------------------------------
+
+#: Facts of a host that explain a change of its numbers, as the history keeps them.
+ATTRIBUTION_FACTS = (("image digest", "image_digest"), ("MAD commit", "mad_commit"),
+                     ("compute partition", "compute_partition"),
+                     ("memory partition", "memory_partition"), ("ROCm", "rocm_version"),
+                     ("driver", "driver_version"), ("vLLM", "vllm_version"),
+                     ("GPU model", "gpu_model"))
+
+
+def host_facts(run: FleetRun) -> dict[str, dict[str, str | None]]:
+    """Per host of ``run``: its :data:`ATTRIBUTION_FACTS`, keyed by their history names."""
+    return {host.name: {key: _text(getattr(host, key)) for _, key in ATTRIBUTION_FACTS}
+            for host in run.hosts}
+
+
+def what_changed(baseline: Mapping[str, Mapping[str, str | None]],
+                 current: Mapping[str, Mapping[str, str | None]]) -> list[str]:
+    """One line per fact whose values differ between the baseline's hosts and the run's,
+    e.g. ``ROCm: 6.3.1 → 6.4.1 (lab01, lab02)``; hosts that do not say are left out."""
+    lines = []
+    for label, key in ATTRIBUTION_FACTS:
+        before = {v for facts in baseline.values() if (v := facts.get(key)) is not None}
+        after = {v for facts in current.values() if (v := facts.get(key)) is not None}
+        if not before or not after or before == after:
+            continue
+        moved = [host for host, facts in current.items()
+                 if facts.get(key) is not None and facts.get(key) not in before]
+        where = f" ({_names(sorted(moved))})" if moved else ""
+        lines.append(f"{label}: {', '.join(sorted(before))} → {', '.join(sorted(after))}{where}")
+    return lines
 
 
 # --- drift ----------------------------------------------------------------------------------
@@ -759,6 +892,14 @@ class FleetAnalysis:
     problems: tuple[ReadProblem, ...]
     gate: Gate
     options: GateOptions
+    plausibility: Plausibility | None = None
+    #: What differs between the baseline's hosts and this run's (image, MAD, ROCm…).
+    baseline_changes: tuple[str, ...] = ()
+
+    @property
+    def implausible(self) -> tuple[Implausible, ...]:
+        """Results beyond their roofline."""
+        return () if self.plausibility is None else self.plausibility.implausible
 
     @property
     def regressions(self) -> tuple[Comparison, ...]:
@@ -813,9 +954,11 @@ def gate(
     fail_on_outliers: bool,
     missing: Sequence[MissingResult] = (),
     configurations: int = 0,
+    implausible: Sequence[Implausible] = (),
+    changes: Sequence[str] = (),
 ) -> Gate:
     """The gate: hosts not ok, planned results missing (of ``configurations`` per slot),
-    thresholds, regressions, no results at all, outliers when asked."""
+    thresholds, regressions, implausible results, no results at all, outliers when asked."""
     not_ok = hosts_not_ok(run)
     reasons = [f"host not ok — {h.host}: {h.status}" + (f" ({h.reason})" if h.reason else "")
                for h in not_ok]
@@ -849,7 +992,21 @@ def gate(
             f"{_count(len(regressions), 'regression')} against the baseline: fleet medians "
             f"up to {worst.worse_by:.1%} worse (tolerance {tolerance:.0%}; worst "
             f"{describe(worst.configuration)})"
+            + (f"; changed since the baseline: {'; '.join(changes)}" if changes else
+               "; nothing recorded changed since the baseline")
         )
+    reasons += [
+        f"implausible — {i.host}/{i.slot}: {describe(i.configuration)} = {i.value:g} "
+        f"{METRIC_UNITS[i.configuration[-1]]}, {i.fraction:.0%} of the {i.bound.roof} roofline "
+        f"of {i.hardware[0]} {i.hardware[1]}/{i.hardware[2]} tp{i.configuration[2]} "
+        f"({'at least' if i.bound.kind == 'lower' else 'at most'} {i.bound.value:.4g}): "
+        "misconfigured host or misread report"
+        for i in implausible
+    ]
+    if implausible:
+        members = sorted({f"{i.host}/{i.slot}" for i in implausible})
+        headlines.append(f"{_count(len(implausible), 'implausible result')} beyond the "
+                         f"roofline on {_count(len(members), 'host slot')} ({_names(members)})")
     if not any(row.record.value is not None for row in run.rows):
         reasons.append("no benchmark results in the run — see the host statuses")
         headlines.append(reasons[-1])
@@ -879,6 +1036,7 @@ def analyse(
     baseline_medians: Mapping[Configuration, float] | None = None,
     baseline: BaselineRef | None = None,
     options: GateOptions | None = None,
+    baseline_facts: Mapping[str, Mapping[str, str | None]] | None = None,
 ) -> FleetAnalysis:
     """Statistics, findings and the gate of ``run``.
 
@@ -890,7 +1048,8 @@ def analyse(
     stats = _statistics(groups)
     outliers = _outliers(groups, stats, mads=options.outlier_mads,
                          min_gap=options.outlier_min_gap)
-    violations, unmatched = check_thresholds(run.rows, stats, thresholds)
+    modes = {host.name: (host.compute_partition, host.memory_partition) for host in run.hosts}
+    violations, unmatched = check_thresholds(run.rows, stats, thresholds, modes)
     comparisons: list[Comparison] = []
     if baseline_rows is not None:
         comparisons = compare_with_baseline(stats, fleet_statistics(baseline_rows),
@@ -899,9 +1058,12 @@ def analyse(
         comparisons = compare_with_medians(stats, baseline_medians,
                                            tolerance=options.regression_tolerance)
     missing = _missing(run, {key: group.members for key, group in groups.items()})
+    plausibility = assess(run)
+    changes = what_changed(baseline_facts, host_facts(run)) if baseline_facts else []
     verdict = gate(run, violations, [c for c in comparisons if c.regression], outliers,
                    options.regression_tolerance, fail_on_outliers=options.fail_on_outliers,
-                   missing=missing, configurations=len(stats))
+                   missing=missing, configurations=len(stats),
+                   implausible=plausibility.implausible, changes=changes)
     return FleetAnalysis(
         stats=tuple(stats),
         outliers=tuple(outliers),
@@ -917,4 +1079,6 @@ def analyse(
         problems=run.problems,
         gate=verdict,
         options=options,
+        plausibility=plausibility,
+        baseline_changes=tuple(changes),
     )

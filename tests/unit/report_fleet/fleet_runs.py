@@ -54,6 +54,8 @@ class HostSpec:
     reports: bool = True  # False: nothing collected (unreachable, skipped)
     perf: bool = True  # also write perf_<name>.csv
     summary: bool = True  # write the *_report.csv files
+    gpu_model: str | None = None  # preflight's GPU model (None: as older runs, unknown)
+    slot_gpus: bool = False  # record each slot's physical GPUs in the manifest
 
 
 def _noise(host_index: int, slot: int) -> float:
@@ -165,6 +167,11 @@ def write_run(
                     "hip_visible_devices": ",".join(str(8 * slot + g) for g in range(8)),
                     "exit_code": 0, "timed_out": False, "summary": "",
                 }
+                if spec.slot_gpus:
+                    slots[f"slot{slot}"]["gpus"] = [  # type: ignore[index]
+                        {"serial": f"{host.upper()}-GPU{slot}", "bdf": f"0000:{5 + slot:02x}:00.0",
+                         "unique_id": f"{0x1000 + slot:016x}", "partition": partition}
+                        for partition in range(8)]
             preflight = {
                 "ok": True, "problems": [], "warnings": [],
                 "compute_partition": spec.compute, "memory_partition": spec.memory,
@@ -172,6 +179,8 @@ def write_run(
                 "docker_version": "26.1.5", "rocm_version": "6.4.1",
                 "driver_version": "6.10.5", "free_disk_gb": 812.0, "partition": {},
             }
+            if spec.gpu_model is not None:
+                preflight["gpu_model"] = spec.gpu_model
             (host_dir / "preflight.json").write_text(json.dumps(preflight, indent=2))
             (host_dir / "partition.json").write_text("{}")
         entries[host] = {

@@ -12,6 +12,7 @@ import pytest
 from fleetbench.cli import main
 from fleetbench.errors import BadInput
 from fleetbench.history import (
+    SCHEMA_VERSION,
     default_history_path,
     fleet_medians,
     list_runs,
@@ -48,7 +49,8 @@ def test_round_trip(tmp_path: Path) -> None:
     assert count(db, "hosts") == 3
     with sqlite3.connect(db) as connection:  # both tables name a configuration the same way
         for table, extra in (("records", ("value", "unit")), ("medians", ("median", "count"))):
-            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")
+                       if row[1] != "gpu_serials"]  # schema 3 appends it to records
             assert columns[-len(extra) - len(CONFIGURATION_KEYS):] == [*CONFIGURATION_KEYS,
                                                                         *extra]
 
@@ -165,7 +167,7 @@ def test_a_version_1_database_gets_its_medians_once(tmp_path: Path) -> None:
         connection.execute("PRAGMA user_version = 1")
     assert trends(db, limit=5) == before
     with sqlite3.connect(db) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert count(db, "medians") == len(before)
     for run in runs:
         assert fleet_medians(db, run.run_id) == pytest.approx(
@@ -258,3 +260,47 @@ def test_pruning_needs_a_database_and_a_positive_count(tmp_path: Path,
     assert main(["history", "--db", str(db), "--keep-records", "0"]) == 2
     assert "keep at least 1" in capsys.readouterr().err
     assert count(db, "records") > 0
+
+
+def test_gpu_trend_and_attribution_on_every_row(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    for day, factor in ((1, 1.0), (2, 0.8)):
+        hosts = {h: HostSpec(slot_gpus=True, gpu_model="MI300X") for h in ("lab01", "lab02")}
+        if day == 2:
+            hosts["lab02"] = HostSpec(slot_gpus=True, gpu_model="MI300X", factor=factor)
+        run = collect_run(write_run(tmp_path / str(day), hosts,
+                                    run_id=f"2026110{day}T040000Z-000{day}",
+                                    created=f"2026-11-0{day}T04:00:00Z"))
+        store_run(db, run, gate_failed=False)
+    points = trends(db, gpu="LAB02-GPU1", metric="throughput_gen", limit=5)
+    assert {p.run_id for p in points} == {"20261101T040000Z-0001", "20261102T040000Z-0002"}
+    assert {p.host for p in points} == {"lab02"} and {p.count for p in points} == {1}
+    first, second = (sorted((p for p in points if p.run_id == r), key=lambda p: p.configuration)
+                     for r in ("20261101T040000Z-0001", "20261102T040000Z-0002"))
+    assert all(b.median == pytest.approx(a.median * 0.8, rel=0.02)  # type: ignore[operator]
+               for a, b in zip(first, second, strict=True))
+    facts = points[0].attribution
+    assert facts is not None and facts["gpu_model"] == "MI300X"
+    assert (facts["compute_partition"], facts["rocm_version"]) == ("CPX", "6.4.1")
+    assert facts["image_digest"] and facts["mad_commit"] == "0123456789abcdef0123"
+    assert points[0].to_dict()["gpu"] == "LAB02-GPU1"
+    assert trends(db, gpu="NO-SUCH-GPU", limit=5) == []
+    # A host's trend carries the same facts.
+    assert trends(db, host="lab01", limit=1)[0].attribution == {
+        **facts, "image_digest": facts["image_digest"]}
+
+
+def test_a_version_2_database_gains_the_attribution_columns(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.executescript("""
+            CREATE TABLE hosts (run_id TEXT, host TEXT, status TEXT, reason TEXT,
+                image_digest TEXT, mad_commit TEXT, compute_partition TEXT,
+                memory_partition TEXT, PRIMARY KEY (run_id, host));
+            PRAGMA user_version = 2;""")
+    run = make_run(tmp_path, "20261101T040000Z-aaaa", 1)
+    store_run(db, run, gate_failed=False)
+    with sqlite3.connect(db) as connection:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(hosts)")}
+        assert {"rocm_version", "driver_version", "vllm_version", "gpu_model"} <= columns
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
