@@ -98,6 +98,42 @@ _STEP_OF_ROLE = {"benchmark_verdict": "benchmark"}
 _JUDGED_ON_THE_CONTROLLER = frozenset({"benchmark_verdict"})
 
 
+#: The fact each role of the run ends by setting: {step, status, data}. fleetbench reads a
+#: role's outcome from it, never from task or module names.
+RESULT_FACT = "fleetbench_result"
+
+
+@dataclass(frozen=True)
+class RoleResult:
+    """What a role says it did on a host (its ``fleetbench_result`` fact)."""
+
+    step: str
+    status: str
+    data: Mapping[str, Any]
+
+
+def role_result(result: TaskResult) -> RoleResult | None:
+    """The result fact a role ended with, when ``result`` is the task that set it."""
+    if result.outcome != "ok":
+        return None
+    fact = (result.result.get("ansible_facts") or {}).get(RESULT_FACT)
+    if not isinstance(fact, Mapping) or not isinstance(fact.get("step"), str):
+        return None
+    data = fact.get("data")
+    return RoleResult(step=fact["step"], status=str(fact.get("status") or "ok"),
+                      data=data if isinstance(data, Mapping) else {})
+
+
+def role_results(results: tuple[TaskResult, ...]) -> dict[str, RoleResult]:
+    """Each role's result fact among ``results`` (the last one per step)."""
+    found: dict[str, RoleResult] = {}
+    for result in results:
+        done = role_result(result)
+        if done is not None:
+            found[done.step] = done
+    return found
+
+
 def _step_of(result: TaskResult) -> str:
     return _STEP_OF_ROLE.get(result.role, result.role or "run")
 
@@ -107,28 +143,14 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
     steps: dict[str, dict[str, str]] = {}
     slots: dict[str, dict[str, Any]] = {}
     status, reason = "", ""
-    digest: str | None = None
-    commit: str | None = None
     preflight: dict[str, Any] | None = None
     for result in results:
         step = _step_of(result)
         entry = steps.setdefault(step, {"start": result.start, "end": result.end,
                                         "status": "ok"})
         entry["end"] = result.end or entry["end"]
-        if result.action == "fleetbench_probe" and "verdict" in result.result:
-            preflight = dict(result.result["verdict"])
-        if result.action == "community.docker.docker_image_pull" and result.outcome == "ok":
-            digest = _digest(result.result.get("image") or {})
-        if result.action == "ansible.builtin.git" and result.outcome == "ok":
-            commit = str(result.result.get("after") or "") or None
-        if result.action == "ansible.builtin.set_fact":
-            started = (result.result.get("ansible_facts") or {}).get("benchmark_result")
-            for slot in (started or {}).get("skipped", []):
-                slots[slot["name"]] = _slot_entry(slot)
-        if result.action == "fleetbench_collect" and result.outcome == "ok":
-            # How each slot ended on the host (its supervisor's record).
-            for slot in result.result.get("slots", []):
-                slots[slot["name"]] = _slot_entry(slot)
+        if step == "preflight" and result.outcome == "failed" and "verdict" in result.result:
+            preflight = dict(result.result["verdict"])  # the probe failed the host
         if result.outcome == "unreachable" and not status:
             entry["status"] = "unreachable"
             status, reason = unreachable_status(name, result.message)  # or failed:hostkey
@@ -136,12 +158,23 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
               and result.role not in _JUDGED_ON_THE_CONTROLLER):
             entry["status"] = "failed"
             status, reason = _failure_status(step, result), result.message
+    done = role_results(results)
+    if "preflight" in done:
+        preflight = dict(done["preflight"].data.get("verdict") or {}) or preflight
+    for step in ("benchmark", "collect"):
+        # Slots the host could not run (benchmark), then how each ended there (collect).
+        key = "skipped" if step == "benchmark" else "slots"
+        for slot in (done[step].data.get(key) or []) if step in done else ():
+            slots[slot["name"]] = _slot_entry(slot)
     if not status:
-        status = "ok" if fetched and "collect" in steps else "failed:incomplete"
+        status = "ok" if fetched and "collect" in done else "failed:incomplete"
         if status != "ok":
             reason = "the run ended before this host finished"
+    image = done["image"].data if "image" in done else {}
+    commit = str(done["mad"].data.get("commit") or "") if "mad" in done else ""
     return HostOutcome(name=name, status=status, reason=reason, steps=steps, slots=slots,
-                       image_digest=digest, mad_commit=commit, preflight=preflight)
+                       image_digest=_digest(image), mad_commit=commit or None,
+                       preflight=preflight)
 
 
 def _failure_status(step: str, result: TaskResult) -> str:
@@ -173,10 +206,11 @@ def with_slot_verdicts(outcome: HostOutcome) -> HostOutcome:
 
 
 def _digest(image: Mapping[str, Any]) -> str | None:
-    digests = image.get("RepoDigests") or []
+    """The image's registry digest (or its id when it has none) from the image role's data."""
+    digests = image.get("repo_digests") or []
     if digests:
         return str(digests[0]).rsplit("@", 1)[-1]
-    image_id = image.get("Id")
+    image_id = image.get("id")
     return str(image_id) if image_id else None
 
 
@@ -399,12 +433,8 @@ class Played:
 def started_slots(results: tuple[TaskResult, ...]) -> dict[str, Any] | None:
     """The benchmark role's result fact (slots started, kept, skipped) when the host got
     that far, else None."""
-    for result in results:
-        if result.action == "ansible.builtin.set_fact" and result.outcome == "ok":
-            fact = (result.result.get("ansible_facts") or {}).get("benchmark_result")
-            if isinstance(fact, dict):
-                return fact
-    return None
+    done = role_results(results).get("benchmark")
+    return dict(done.data) if done is not None else None
 
 
 def _play(request: RunRequest, run_id: str, hosts: list[str], *,
@@ -494,11 +524,9 @@ def _start(request: RunRequest, run_id: str, hosts: list[str], *,
 
 def cleaned_by_collect(results: tuple[TaskResult, ...]) -> bool:
     """True when the host's collect removed the run's containers and lock without an error."""
-    for result in results:
-        if result.action == "fleetbench_collect" and result.outcome == "ok":
-            cleaned = result.result.get("cleaned") or {}
-            return isinstance(cleaned, dict) and bool(cleaned) and not cleaned.get("error")
-    return False
+    done = role_results(results).get("collect")
+    cleaned = done.data.get("cleaned") if done is not None else None
+    return isinstance(cleaned, Mapping) and bool(cleaned) and not cleaned.get("error")
 
 
 def cleanup_status(results: tuple[TaskResult, ...],

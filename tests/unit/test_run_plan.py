@@ -76,6 +76,12 @@ def _r(role: str, action: str, outcome: str, res: dict[str, object]) -> TaskResu
                       ignored=False, result=res, start="s", end="e")
 
 
+def _fact(step: str, data: dict[str, object]) -> TaskResult:
+    """The task a role ends with: its result fact."""
+    return _r(step, "ansible.builtin.set_fact", "ok", {"ansible_facts": {
+        "fleetbench_result": {"step": step, "status": "ok", "data": data}}})
+
+
 def test_host_outcomes() -> None:
     failed_preflight = (_r("preflight", "fleetbench_probe", "failed",
                            {"msg": "compute partition is SPX", "verdict": {"ok": False}}),)
@@ -84,22 +90,26 @@ def test_host_outcomes() -> None:
     locked = (_r("preflight", "fleetbench_probe", "failed",
                  {"msg": "host is in use by fleetbench run x", "locked": True}),)
     assert host_outcome("h", locked, False).status == "skipped:locked"
-    pulled = _r("image", "community.docker.docker_image_pull", "ok",
-                {"image": {"RepoDigests": ["reg/rocm/vllm@sha256:abc"]}})
-    started = _r("benchmark", "ansible.builtin.set_fact", "ok", {"ansible_facts": {
-        "benchmark_result": {"step": "benchmark", "started": ["slot0", "slot1"], "skipped": [
-            {"name": "slot2", "status": "skipped:gpus", "summary": "slot2 needs GPU 23"}]}}})
+    pulled = _fact("image", {"repo_digests": ["reg/rocm/vllm@sha256:abc"], "id": "sha256:f"})
+    checked_out = _fact("mad", {"commit": "2a2180ee87f3", "era": "report-script"})
+    started = _fact("benchmark", {"started": ["slot0", "slot1"], "skipped": [
+        {"name": "slot2", "status": "skipped:gpus", "summary": "slot2 needs GPU 23"}]})
     # How the slots ended on the host comes back with their files.
-    collected = _r("collect", "fleetbench_collect", "ok", {"slots": [
+    collected = _fact("collect", {"cleaned": {"error": None}, "slots": [
         {"name": "slot0", "status": "exited", "exit_code": 0, "oom_killed": False},
         {"name": "slot1", "status": "exited", "exit_code": 1, "oom_killed": True,
          "started": "2026-12-03T17:00:22Z", "finished": "2026-12-03T17:09:02Z"}]})
+    # A task's module or name decides nothing: only the roles' result facts do.
+    renamed = _r("collect", "fleetbench_collect_renamed", "ok", {"slots": [{"name": "slot9"}]})
     # benchmark_verdict is the verdict of plain ansible-playbook runs; fleetbench judges the
     # slots from the collected files instead (see test_run_verdict), so it decides nothing.
     verdict = _r("benchmark_verdict", "ansible.builtin.fail", "failed", {"msg": "1 slot failed"})
-    outcome = host_outcome("h", (pulled, started, collected, verdict), True)
+    outcome = host_outcome("h", (pulled, checked_out, started, renamed, collected, verdict),
+                           True)
     assert outcome.status == "ok"
     assert outcome.image_digest == "sha256:abc"
+    assert outcome.mad_commit == "2a2180ee87f3"
+    assert "slot9" not in outcome.slots
     assert outcome.slots["slot1"] == {"status": "exited", "hip_visible_devices": None,
                                       "exit_code": 1, "oom_killed": True, "timed_out": False,
                                       "summary": "", "started": "2026-12-03T17:00:22Z",
@@ -109,14 +119,15 @@ def test_host_outcomes() -> None:
     assert host_outcome("h", (pulled, unreachable), False).status == "unreachable"
     assert host_outcome("h", (pulled, started, collected), True).status == "ok"
     assert host_outcome("h", (pulled,), False).status == "failed:incomplete"
+    # Fetched, but collect never said it was done: not ok.
+    assert host_outcome("h", (pulled, started), True).status == "failed:incomplete"
 
 
 def test_cleanup_playbook_only_for_hosts_collect_did_not_clean() -> None:
-    clean = _r("collect", "fleetbench_collect", "ok",
-               {"cleaned": {"removed": ["c1"], "released": True, "error": None}})
-    stuck = _r("collect", "fleetbench_collect", "ok",
-               {"cleaned": {"removed": [], "released": True, "error": "cannot list containers"}})
-    asked_not = _r("collect", "fleetbench_collect", "ok", {"cleaned": None})
+    clean = _fact("collect", {"cleaned": {"removed": ["c1"], "released": True, "error": None}})
+    stuck = _fact("collect", {"cleaned": {"removed": [], "released": True,
+                                          "error": "cannot list containers"}})
+    asked_not = _fact("collect", {"cleaned": None})
     failed = _r("collect", "fleetbench_collect", "failed", {"msg": "disk full"})
     assert cleaned_by_collect((clean,))
     for results in ((stuck,), (asked_not,), (failed,), ()):

@@ -61,10 +61,13 @@ def task(role: str, action: str, outcome: str, result: dict[str, object]) -> Tas
 def waited(exit_codes: dict[str, int]) -> TaskResult:
     """collect's result: the files packed, the host cleaned up, how each slot ended there
     (the supervisor's record)."""
-    return task("collect", "fleetbench_collect", "ok", {"cleaned": {"error": None}, "slots": [
-        {"name": name, "hip_visible_devices": f"{8 * i}", "status": "exited", "exit_code": code,
-         "oom_killed": False, "timed_out": False, "summary": f"{name} exited {code}"}
-        for i, (name, code) in enumerate(exit_codes.items())]})
+    return task("collect", "ansible.builtin.set_fact", "ok", {"ansible_facts": {
+        "fleetbench_result": {"step": "collect", "status": "ok", "data": {
+            "cleaned": {"error": None}, "slots": [
+                {"name": name, "hip_visible_devices": f"{8 * i}", "status": "exited",
+                 "exit_code": code, "oom_killed": False, "timed_out": False,
+                 "summary": f"{name} exited {code}"}
+                for i, (name, code) in enumerate(exit_codes.items())]}}}})
 
 
 def playbook(collected: TaskResult, *results: TaskResult) -> Played:

@@ -1,0 +1,35 @@
+"""Every role of a run ends by setting its result fact, the one thing fleetbench reads of it
+(fleetbench.run.role_results): a module renamed in YAML cannot silently empty the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetbench.run import RESULT_FACT
+
+REPO = Path(__file__).resolve().parents[2]
+# The roles fleetbench run reads (benchmark_verdict only speaks for plain ansible-playbook).
+READ_BY_FLEETBENCH = ("preflight", "image", "mad", "benchmark", "collect")
+
+
+@pytest.mark.parametrize("role", READ_BY_FLEETBENCH)
+def test_the_role_ends_with_its_result_fact(role: str) -> None:
+    tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
+    last = tasks[-1]
+    assert "ansible.builtin.set_fact" in last, f"{role}'s last task must set {RESULT_FACT}"
+    fact = last["ansible.builtin.set_fact"][RESULT_FACT]
+    assert fact["step"] == role
+    assert fact["status"] == "ok"
+    assert isinstance(fact["data"], dict) and fact["data"]
+    assert not last.get("when"), "the result is set whenever the role got to its end"
+
+
+@pytest.mark.parametrize("playbook", ["start", "collect", "run"])
+def test_the_run_playbooks_hold_only_roles_that_say_their_result(playbook: str) -> None:
+    plays = yaml.safe_load((REPO / "playbooks" / f"{playbook}.yml").read_text())
+    roles = [entry["role"] for play in plays for entry in play["roles"]]
+    assert roles
+    assert set(roles) <= {*READ_BY_FLEETBENCH, "benchmark_verdict"}
