@@ -98,14 +98,14 @@ _STEP_OF_ROLE = {"benchmark_verdict": "benchmark"}
 _JUDGED_ON_THE_CONTROLLER = frozenset({"benchmark_verdict"})
 
 
-#: The fact each role of the run ends by setting: {step, status, data}. fleetbench reads a
-#: role's outcome from it, never from task or module names.
-RESULT_FACT = "fleetbench_result"
+#: The fact each role of the run ends by setting, ``<role>_result``: {step, status, data}.
+#: fleetbench reads a role's outcome from it, never from task or module names.
+RESULT_FACT = "{step}_result"
 
 
 @dataclass(frozen=True)
 class RoleResult:
-    """What a role says it did on a host (its ``fleetbench_result`` fact)."""
+    """What a role says it did on a host (its ``<role>_result`` fact)."""
 
     step: str
     status: str
@@ -116,12 +116,13 @@ def role_result(result: TaskResult) -> RoleResult | None:
     """The result fact a role ended with, when ``result`` is the task that set it."""
     if result.outcome != "ok":
         return None
-    fact = (result.result.get("ansible_facts") or {}).get(RESULT_FACT)
-    if not isinstance(fact, Mapping) or not isinstance(fact.get("step"), str):
-        return None
-    data = fact.get("data")
-    return RoleResult(step=fact["step"], status=str(fact.get("status") or "ok"),
-                      data=data if isinstance(data, Mapping) else {})
+    for name, fact in (result.result.get("ansible_facts") or {}).items():
+        if (isinstance(fact, Mapping) and isinstance(fact.get("step"), str)
+                and name == RESULT_FACT.format(step=fact["step"])):
+            data = fact.get("data")
+            return RoleResult(step=fact["step"], status=str(fact.get("status") or "ok"),
+                              data=data if isinstance(data, Mapping) else {})
+    return None
 
 
 def role_results(results: tuple[TaskResult, ...]) -> dict[str, RoleResult]:

@@ -19,8 +19,9 @@ READ_BY_FLEETBENCH = ("preflight", "image", "mad", "benchmark", "collect")
 def test_the_role_ends_with_its_result_fact(role: str) -> None:
     tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
     last = tasks[-1]
-    assert "ansible.builtin.set_fact" in last, f"{role}'s last task must set {RESULT_FACT}"
-    fact = last["ansible.builtin.set_fact"][RESULT_FACT]
+    name = RESULT_FACT.format(step=role)
+    assert "ansible.builtin.set_fact" in last, f"{role}'s last task must set {name}"
+    fact = last["ansible.builtin.set_fact"][name]
     assert fact["step"] == role
     assert fact["status"] == "ok"
     assert isinstance(fact["data"], dict) and fact["data"]

@@ -79,7 +79,7 @@ def _r(role: str, action: str, outcome: str, res: dict[str, object]) -> TaskResu
 def _fact(step: str, data: dict[str, object]) -> TaskResult:
     """The task a role ends with: its result fact."""
     return _r(step, "ansible.builtin.set_fact", "ok", {"ansible_facts": {
-        "fleetbench_result": {"step": step, "status": "ok", "data": data}}})
+        f"{step}_result": {"step": step, "status": "ok", "data": data}}})
 
 
 def test_host_outcomes() -> None:

@@ -62,7 +62,7 @@ def waited(exit_codes: dict[str, int]) -> TaskResult:
     """collect's result: the files packed, the host cleaned up, how each slot ended there
     (the supervisor's record)."""
     return task("collect", "ansible.builtin.set_fact", "ok", {"ansible_facts": {
-        "fleetbench_result": {"step": "collect", "status": "ok", "data": {
+        "collect_result": {"step": "collect", "status": "ok", "data": {
             "cleaned": {"error": None}, "slots": [
                 {"name": name, "hip_visible_devices": f"{8 * i}", "status": "exited",
                  "exit_code": code, "oom_killed": False, "timed_out": False,
