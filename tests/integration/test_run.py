@@ -150,6 +150,35 @@ def test_spx_host_is_skipped_others_collected_and_no_secret_left(
     assert CANARY not in output
 
 
+def test_one_partition_slots_are_plausible_and_a_half_speed_host_stands_out(
+        run_lab: LabFleet, tmp_path: Path) -> None:
+    """One CPX/NPS4 partition per slot is the lab's slowest slot: its numbers stay below
+    their roofline (the report's gate passes), and a host planted at half the speed is the
+    outlier of every point, a host at 1.5x is not implausible."""
+    run_lab.set("lab02", "factor=0.5")
+    run_lab.set("lab03", "factor=1.5")
+    try:
+        runs = tmp_path / "runs"
+        done = run_cli("run", "-i", str(run_lab.inventory), "--model", MODEL, "--gpus", "1",
+                       "--scenario", "latency", "--slots", "2", "--runs-dir", str(runs),
+                       "--json", env=run_env(runs))
+    finally:
+        run_lab.restore("lab02")
+        run_lab.restore("lab03")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(Path(json.loads(done.stdout)["report"]["json"]).read_text())
+    assert report["gate"]["failed"] is False
+    roofline = report["roofline"]
+    assert roofline["implausible"] == [] and roofline["unbounded"] == []
+    assert set(roofline["hosts"]) == {"lab01", "lab02", "lab03", "lab04"}
+    fractions = [c["fraction_of_median"] for c in roofline["configurations"]]
+    assert len(fractions) == 16 and all(0.2 < f < 0.8 for f in fractions)
+    by_host = {(o["host"], o["slot"]) for o in report["outliers"]}
+    assert by_host == {("lab02", "slot0"), ("lab02", "slot1")}
+    assert len(report["outliers"]) == 2 * 16  # every point of both its slots
+    assert all(0.9 < o["worse_by"] < 1.1 for o in report["outliers"])
+
+
 def test_failing_and_hanging_benchmarks(run_lab: LabFleet, tmp_path: Path) -> None:
     run_lab.set("lab01", "bench=fail")
     run_lab.set("lab02", "bench=hang")

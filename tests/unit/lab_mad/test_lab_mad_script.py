@@ -216,13 +216,18 @@ def test_numbers_are_deterministic(run_script, clone_mad) -> None:
 
 
 def test_numbers_are_realistic_for_an_8b_model(run_script, checkout) -> None:
+    """The era D fixture is a whole MI300X's; the lab's slot is one CPX partition in NPS4,
+    a quarter of the GPU's HBM bandwidth and an eighth of its CUs: an 8B model decodes
+    about twice as slow per token there (the fixture's decode is near a whole GPU's
+    roofline, the lab's at under half of its own), and its batch throughput, bound by the
+    partition's compute, about a third as fast."""
     assert run_script(*ALL, bench={"host": "lab01"}).returncode == 0
     fixture_latency = number(ERA_D_SUMMARY / f"{NAME}_latency_report.csv", "latency (ms)")
     fixture_gen = number(ERA_D_SUMMARY / f"{NAME}_throughput_report.csv",
                          "throughput_gen (tok/sec)")  # fmt: skip
     latency, gen = first_numbers(checkout)
-    assert 0.8 < latency / fixture_latency < 1.25
-    assert 0.8 < gen / fixture_gen < 1.25
+    assert 1.8 < latency / fixture_latency < 2.8
+    assert 0.2 < gen / fixture_gen < 0.5
 
 
 @pytest.mark.parametrize(
@@ -286,8 +291,9 @@ def test_factor_scales_throughput_up_and_latency_down(run_script, clone_mad) -> 
                                                             rel=1e-3)  # fmt: skip
     for normal, slow in zip(results["1.0"]["throughput"], results["0.5"]["throughput"],
                             strict=True):  # fmt: skip
-        ratio = float(slow["throughput_gen (tok/sec)"]) / float(normal["throughput_gen (tok/sec)"])
-        assert ratio == pytest.approx(0.5, rel=1e-3)
+        # whole tokens per second, as MAD's report writes them: one apart at most
+        halved = float(normal["throughput_gen (tok/sec)"]) / 2
+        assert abs(float(slow["throughput_gen (tok/sec)"]) - halved) <= 1
 
 
 # ---------------------------------------------------------------- validation

@@ -124,8 +124,8 @@ def visible_devices() -> list[str] | None:
 def speed(settings: Settings) -> float:
     """How fast this host and slot are (> 1 is faster): the factor times a few percent."""
     slot = os.environ.get("HIP_VISIBLE_DEVICES", "")
-    host_part = 1 + (_hash(settings.host) % 61 - 30) / 1000
-    slot_part = 1 + (_hash(slot) % 41 - 20) / 1000
+    host_part = 1 + (_hash(settings.host) % 61 - 30) / 1000  # within HOST_SPREAD
+    slot_part = 1 + (_hash(slot) % 41 - 20) / 1000  # within SLOT_SPREAD
     return settings.factor * host_part * slot_part
 
 
@@ -135,11 +135,178 @@ def model_params_b(model: str) -> float:
     return float(match.group(1)) if match else 8.0
 
 
-def scale(model: str, tp: int, fp8: bool) -> float:
-    """Time per token relative to an 8B model on one GPU: fixed overhead + streaming the
-    weights (fp8 halves them, roughly) + the all-reduce of tensor parallelism."""
-    weights = 0.65 * model_params_b(model) / tp * (0.55 if fp8 else 1.0)
-    return (7 + weights + (2 if tp > 1 else 0)) / 12.2
+# ------------------------------------------------------------------- the physics
+#
+# The stand-in's times come from the same physics as fleetbench's roofline
+# (src/fleetbench/roofline.py, the source of truth for these figures; the image has no
+# fleetbench package, so the few constants are copied here and a unit test,
+# tests/unit/lab_vllm/test_lab_physics.py, holds the two together):
+#
+# - a decode step of b sequences with context c streams the weights and the KV cache of
+#   its sequences from HBM, and costs 2 x active parameters FLOPs per sequence:
+#   max((W + b*c*K) / B, 2*P*b / F);
+# - the prefill of b prompts of n tokens: max(W / B, 2*P*b*n / F);
+# - each over an efficiency well below 1 (what vLLM reaches of the roofline), plus fixed
+#   per-step overheads (kernel launches, sampling, the all-reduce of tensor parallelism).
+#
+# The slot is the slowest one the lab can give: tp CPX partitions of MI300X in NPS4 (38 CUs
+# each; two partitions share a quadrant's HBM, a quarter of the GPU's bandwidth). Every
+# other mode is at least as fast, so these times are plausible on all of them.
+
+HBM_BYTES_PER_S = 5.3e12  # MI300X, per GPU
+#: Dense matrix peak per GPU (FLOP/s) by bytes per weight: fp8, fp16/bf16, fp32.
+PEAK_FLOPS = {1: 2614.9e12, 2: 1307.4e12, 4: 163.4e12}
+PARTITIONS_PER_GPU = 8  # CPX
+PARTITIONS_PER_QUADRANT = 2  # CPX in NPS4: 8 partitions over 4 memory quadrants
+#: Share of the roofline vLLM reaches (the slot's peak bandwidth or rate); FP8 less, for
+#: its scaling and dequantisation work.
+EFFICIENCY = 0.45
+FP8_EFFICIENCY = 0.35
+STEP_OVERHEAD_S = 0.0008  # per forward pass: launches, sampling, scheduling
+ALL_REDUCE_S = 0.0006  # per forward pass with tensor parallelism
+MAX_NUM_SEQS = 256  # vLLM's default --max-num-seqs
+#: A host's and a slot's spread around the factor (at most +/- this share).
+HOST_SPREAD = 0.030
+SLOT_SPREAD = 0.020
+#: KV cache values per token per parameter for a model the table does not know: more
+#: than any model in it (Llama 2 7B, without grouped-query attention, has 3.9e-5).
+_FALLBACK_KV_PER_PARAMETER = 4e-5
+
+#: Active parameters and KV cache values per token (all layers, K and V) of the models
+#: fleetbench knows (src/fleetbench/models.json via fleetbench.fit), by name without the
+#: org, lower case. Parameters rounded up: a bigger model is a slower one.
+MODELS: dict[str, tuple[float, int]] = {}
+for _names, _figures in (
+    ("llama-3.2-1b llama-3.2-1b-instruct", (1.236e9, 16384)),
+    ("llama-3.2-3b llama-3.2-3b-instruct", (3.213e9, 57344)),
+    ("llama-2-7b-hf llama-2-7b-chat-hf", (6.739e9, 262144)),
+    ("mistral-7b-v0.1", (7.242e9, 65536)),
+    ("qwen2.5-7b qwen2.5-7b-instruct", (7.616e9, 28672)),
+    ("llama-3.1-8b llama-3.1-8b-instruct", (8.031e9, 65536)),
+    ("mixtral-8x7b-v0.1 mixtral-8x7b-instruct-v0.1", (12.88e9, 65536)),
+    ("llama-2-13b-hf llama-2-13b-chat-hf", (13.02e9, 409600)),
+    ("qwen2.5-14b qwen2.5-14b-instruct", (14.78e9, 98304)),
+    ("qwen2.5-32b qwen2.5-32b-instruct", (32.77e9, 131072)),
+    ("deepseek-v3 deepseek-v3-0324 deepseek-r1 deepseek-r1-0528", (37.45e9, 35136)),
+    ("mixtral-8x22b-v0.1 mixtral-8x22b-instruct-v0.1", (39.16e9, 114688)),
+    ("llama-2-70b-hf llama-2-70b-chat-hf", (68.98e9, 163840)),
+    ("llama-3.1-70b llama-3.1-70b-instruct llama-3.3-70b-instruct", (70.56e9, 163840)),
+    ("qwen2.5-72b qwen2.5-72b-instruct", (72.71e9, 163840)),
+    ("llama-3.1-405b llama-3.1-405b-instruct", (405.9e9, 258048)),
+):
+    for _name in _names.split():
+        MODELS[_name] = _figures
+
+
+def model_figures(model: str) -> tuple[float, int]:
+    """Active parameters and KV cache values per token of ``model`` (an id or a path): from
+    the table, else from the size in its name with a generous KV cache."""
+    name = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    if name in MODELS:
+        return MODELS[name]
+    parameters = model_params_b(model) * 1e9
+    return parameters, math.ceil(parameters * _FALLBACK_KV_PER_PARAMETER)
+
+
+def weight_width(dtype: str, fp8: bool) -> int:
+    """Bytes per weight (and per KV value): 1 for FP8, 4 for float32, else 2."""
+    if fp8:
+        return 1
+    return 4 if dtype in ("float", "float32") else 2
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A model on a slot of ``tp`` CPX/NPS4 partitions: what a forward pass costs it."""
+
+    parameters: float
+    kv_values: int
+    width: int
+    tp: int
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.parameters * self.width
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return self.kv_values * self.width
+
+    @property
+    def bandwidth(self) -> float:
+        """HBM bytes per second: whole GPUs, plus the quadrants the rest of the slot's
+        partitions live in (fleetbench.roofline.Slot.bandwidth in CPX/NPS4)."""
+        whole, rest = divmod(self.tp, PARTITIONS_PER_GPU)
+        quadrants = -(-rest // PARTITIONS_PER_QUADRANT)
+        per_gpu = PARTITIONS_PER_GPU // PARTITIONS_PER_QUADRANT
+        return (whole + quadrants / per_gpu) * HBM_BYTES_PER_S
+
+    @property
+    def flops(self) -> float:
+        """Peak dense FLOP/s of the slot's partitions."""
+        return self.tp * PEAK_FLOPS[self.width] / PARTITIONS_PER_GPU
+
+    @property
+    def efficiency(self) -> float:
+        return FP8_EFFICIENCY if self.width == 1 else EFFICIENCY
+
+    @property
+    def overhead_s(self) -> float:
+        return STEP_OVERHEAD_S + (ALL_REDUCE_S if self.tp > 1 else 0.0)
+
+    def decode_step_s(self, batch: int, context: float) -> float:
+        """One decode step of ``batch`` sequences of ``context`` tokens each."""
+        read = self.weight_bytes + batch * context * self.kv_bytes_per_token
+        work = 2 * self.parameters * batch
+        return max(read / self.bandwidth, work / self.flops) / self.efficiency + self.overhead_s
+
+    def prefill_s(self, batch: int, tokens: int) -> float:
+        """The prefill of ``batch`` prompts of ``tokens`` tokens each."""
+        work = 2 * self.parameters * batch * tokens
+        roof = max(self.weight_bytes / self.bandwidth, work / self.flops)
+        return roof / self.efficiency + self.overhead_s
+
+    def batch_latency_s(self, batch: int, input_len: int, output_len: int) -> float:
+        """One batch: its prefill, then a decode step per further token (the context grows
+        from the prompt to prompt + output: its middle is the average)."""
+        context = input_len + output_len / 2
+        return (self.prefill_s(batch, input_len)
+                + (output_len - 1) * self.decode_step_s(batch, context))
+
+    def wave_s(self, batch: int, input_len: int, output_len: int) -> float:
+        """``batch`` requests served together to the end. Every output token is counted as a
+        decode step reading its context (the first one too: a generated token never comes
+        cheaper than the roofline's generated-token bound says)."""
+        context = input_len + output_len / 2
+        return (self.prefill_s(batch, input_len)
+                + output_len * self.decode_step_s(batch, context))
+
+    def offline_elapsed_s(self, prompts: int, input_len: int, output_len: int,
+                          max_num_seqs: int | None = None) -> float:
+        """``prompts`` requests run offline in waves of at most ``max_num_seqs``."""
+        batch = max(1, min(prompts, max_num_seqs or MAX_NUM_SEQS))
+        full, rest = divmod(prompts, batch)
+        elapsed = full * self.wave_s(batch, input_len, output_len)
+        return elapsed + (self.wave_s(rest, input_len, output_len) if rest else 0.0)
+
+    def header(self) -> str:
+        """The engine as the lab server tells its benchmark client."""
+        return f"parameters={self.parameters:.6g} kv={self.kv_values} width={self.width} " \
+               f"tp={self.tp}"
+
+    @classmethod
+    def from_header(cls, text: str) -> Engine:
+        """The inverse of :meth:`header` (ValueError when it is not one)."""
+        values = dict(item.split("=", 1) for item in text.split())
+        return cls(parameters=float(values["parameters"]), kv_values=int(values["kv"]),
+                   width=int(values["width"]), tp=int(values["tp"]))
+
+
+def engine(model: str, tp: int, dtype: str = "auto", fp8: bool = False) -> Engine:
+    """``model`` on ``tp`` partitions in ``dtype`` (FP8 weights when ``fp8``)."""
+    parameters, kv_values = model_figures(model)
+    return Engine(parameters=parameters, kv_values=kv_values,
+                  width=weight_width(dtype, fp8), tp=tp)
 
 
 def percentile(values: list[float], q: float) -> float:

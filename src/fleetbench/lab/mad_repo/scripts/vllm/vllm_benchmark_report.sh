@@ -149,11 +149,39 @@ if [[ "$model_name" =~ ([0-9]+([.][0-9]+)?)[Bb]([^A-Za-z0-9]|$) ]]; then
     params_b=${BASH_REMATCH[1]}
 fi
 
+# The physics of the lab image's stand-in vLLM (vllm/_lab.py, whose constants come from
+# fleetbench's roofline, src/fleetbench/roofline.py): a decode step streams the weights and
+# the batch's KV cache from HBM and costs 2 x parameters FLOPs per sequence, a prefill
+# 2 x parameters FLOPs per prompt token; each over an efficiency well below 1, plus fixed
+# overheads, on tp CPX partitions of MI300X in NPS4 (the slowest slot the lab gives).
+# The model table is _lab.MODELS: active parameters and KV values per token.
+AWK_PHYSICS='
+function ceil(x,   c) { c = int(x); return (c < x) ? c + 1 : c }
+function max(a, b) { return (a > b) ? a : b }
+function min(a, b) { return (a < b) ? a : b }
+function bandwidth() { return (int(tp / 8) + ceil((tp % 8) / 2) / 4) * 5.3e12 }
+function flops() { return tp * (width == 1 ? 2614.9e12 : 1307.4e12) / 8 }
+function efficiency() { return (width == 1) ? 0.35 : 0.45 }
+function overhead() { return 0.0008 + (tp > 1 ? 0.0006 : 0) }
+function decode_s(b, c) {
+    return max((params * width + b * c * kv * width) / bandwidth(), 2 * params * b / flops()) / efficiency() + overhead()
+}
+function prefill_s(b, n) {
+    return max(params * width / bandwidth(), 2 * params * b * n / flops()) / efficiency() + overhead()
+}
+function batch_latency_s(b, inp, out) { return prefill_s(b, inp) + (out - 1) * decode_s(b, inp + out / 2) }
+function wave_s(b, inp, out) { return prefill_s(b, inp) + out * decode_s(b, inp + out / 2) }
+function waves_s(n, b, inp, out,   full, rest) {
+    full = int(n / b); rest = n - full * b
+    return full * wave_s(b, inp, out) + (rest ? wave_s(rest, inp, out) : 0)
+}
+'
+
 # speed (> 1 is faster): factor times a deterministic few percent per host (hash of its
-# name) and per slot (hash of the device list). scale: time per token relative to an 8B
-# model on one GPU.
+# name) and per slot (hash of the device list); the model's figures from the table, else
+# from the size in its name with a generous KV cache (4e-5 values per parameter).
 values=$(awk -v f="$lab_factor" -v host="$lab_host" -v slot="${HIP_VISIBLE_DEVICES-}" \
-    -v p="$params_b" -v tp="$tp" -v dt="$datatype" '
+    -v p="$params_b" -v name="$model_name" '
     function hash(text,   h, i) {
         h = 7
         for (i = 1; i <= length(text); i++) h = (h * 31 + ord[substr(text, i, 1)]) % 2147483647
@@ -162,12 +190,35 @@ values=$(awk -v f="$lab_factor" -v host="$lab_host" -v slot="${HIP_VISIBLE_DEVIC
     BEGIN {
         for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
         speed = f * (1 + (hash(host) % 61 - 30) / 1000) * (1 + (hash(slot) % 41 - 20) / 1000)
-        # decode step: fixed overhead + streaming the weights (halved by fp8) + all-reduce
-        scale = (7 + 0.65 * p / tp * (dt == "float8" ? 0.55 : 1) + (tp > 1 ? 2 : 0)) / 12.2
-        printf "%.6f %.6f\n", speed, scale
+        n = split("llama-3.2-1b llama-3.2-1b-instruct:1.236e9:16384;" \
+            "llama-3.2-3b llama-3.2-3b-instruct:3.213e9:57344;" \
+            "llama-2-7b-hf llama-2-7b-chat-hf:6.739e9:262144;" \
+            "mistral-7b-v0.1:7.242e9:65536;" \
+            "qwen2.5-7b qwen2.5-7b-instruct:7.616e9:28672;" \
+            "llama-3.1-8b llama-3.1-8b-instruct:8.031e9:65536;" \
+            "mixtral-8x7b-v0.1 mixtral-8x7b-instruct-v0.1:12.88e9:65536;" \
+            "llama-2-13b-hf llama-2-13b-chat-hf:13.02e9:409600;" \
+            "qwen2.5-14b qwen2.5-14b-instruct:14.78e9:98304;" \
+            "qwen2.5-32b qwen2.5-32b-instruct:32.77e9:131072;" \
+            "deepseek-v3 deepseek-v3-0324 deepseek-r1 deepseek-r1-0528:37.45e9:35136;" \
+            "mixtral-8x22b-v0.1 mixtral-8x22b-instruct-v0.1:39.16e9:114688;" \
+            "llama-2-70b-hf llama-2-70b-chat-hf:68.98e9:163840;" \
+            "llama-3.1-70b llama-3.1-70b-instruct llama-3.3-70b-instruct:70.56e9:163840;" \
+            "qwen2.5-72b qwen2.5-72b-instruct:72.71e9:163840;" \
+            "llama-3.1-405b llama-3.1-405b-instruct:405.9e9:258048", rows, ";")
+        params = p * 1e9
+        kv = params * 4e-5; kv = (kv == int(kv)) ? kv : int(kv) + 1
+        wanted = tolower(name)
+        for (r = 1; r <= n; r++) {
+            split(rows[r], fields, ":")
+            count = split(fields[1], names, " ")
+            for (k = 1; k <= count; k++) if (names[k] == wanted) { params = fields[2] + 0; kv = fields[3] + 0 }
+        }
+        printf "%.6f %.6g %d\n", speed, params, kv
     }') || exit 1
-speed=${values% *}
-scale=${values#* }
+read -r speed params kv <<< "$values"
+width=2
+[[ "$datatype" == float8 ]] && width=1
 
 # ---------------------------------------------------------------- era D layout
 report_dir="reports_${datatype}_vllm_rocm6.4.1"
@@ -349,9 +400,10 @@ run_latency() {
                 echo "$model $mode $bat $tp $inp $out"
                 point_begin "$mode" || { report_without_json "$outjson"; continue; }
                 result=$(awk -v name="$model_name" -v tp="$tp" -v inp="$inp" -v out="$out" \
-                    -v bs="$bat" -v dt="$datatype" -v s="$scale" -v m="$speed" -v json="$outjson" \
-                    "$AWK_LIB"'BEGIN {
-                        raw = (out * (12.2 + 0.19 * bs) + 8 + 0.0024 * inp * bs) * s / m
+                    -v bs="$bat" -v dt="$datatype" -v m="$speed" -v json="$outjson" \
+                    -v params="$params" -v kv="$kv" -v width="$width" \
+                    "$AWK_LIB$AWK_PHYSICS"'BEGIN {
+                        raw = 1000 * batch_latency_s(bs, inp, out) / m
                         lat = sprintf("%.2f", raw) + 0
                         avg = lat / 1000
                         for (i = 0; i < 5; i++) l[i] = num(avg * (1 + (i - 2) * 0.001), 6)
@@ -383,10 +435,13 @@ run_throughput() {
         echo "$model $mode $req $tp $inp $out"
         point_begin "$mode" || { report_without_json "$outjson"; continue; }
         result=$(awk -v name="$model_name" -v tp="$tp" -v inp="$inp" -v out="$out" \
-            -v req="$req" -v dt="$datatype" -v s="$scale" -v m="$speed" -v json="$outjson" \
-            "$AWK_LIB"'BEGIN {
-                gen = int(9000 * out / (out + 0.1 * inp) * (1 - out / 40000) * m / s)
-                tot = int(gen * (inp + out) / out)
+            -v req="$req" -v dt="$datatype" -v m="$speed" -v json="$outjson" \
+            -v params="$params" -v kv="$kv" -v width="$width" \
+            "$AWK_LIB$AWK_PHYSICS"'BEGIN {
+                # offline: waves of at most 256 prompts (the default --max-num-seqs of vLLM)
+                raw = waves_s(req, min(req, 256), inp, out) / m
+                gen = int(req * out / raw)
+                tot = int(req * (inp + out) / raw)
                 tokens = req * (inp + out)
                 elapsed = sprintf("%.4f", tokens / tot) + 0
                 printf "{\n    \"elapsed_time\": %s,\n    \"num_requests\": %d,\n", num(elapsed, 4), req > json
@@ -420,14 +475,21 @@ run_serving() {
         fi
         printf -v stamp '%(%Y%m%d-%H%M%S)T' -1
         result=$(awk -v name="$model_name" -v model="$model" -v tp="$tp" -v inp="$inp" \
-            -v out="$out" -v prompts="$prompts" -v mc="$mc" -v dt="$datatype" -v s="$scale" \
+            -v out="$out" -v prompts="$prompts" -v mc="$mc" -v dt="$datatype" \
             -v m="$speed" -v json="$outjson" -v stamp="$stamp" \
-            "$AWK_LIB"'BEGIN {
-                ttft = sprintf("%.4f", (20 + 0.1 * inp) * s / m) + 0
-                tpot = sprintf("%.4f", (12.4 + 0.0004 * inp) * s / m) + 0
+            -v params="$params" -v kv="$kv" -v width="$width" \
+            "$AWK_LIB$AWK_PHYSICS"'BEGIN {
+                # mc requests in flight (at most the prompts and 256): the median request
+                # waits for half the prefills of its wave, each further token is a decode
+                # step of the whole wave; the requests run in waves.
+                b = max(1, min(min(mc, prompts), 256))
+                ttft = max(prefill_s(1, inp), prefill_s(b, inp) * (b + 1) / (2 * b))
+                ttft = sprintf("%.4f", 1000 * ttft / m) + 0
+                tpot = sprintf("%.4f", 1000 * decode_s(b, inp + out / 2) / m) + 0
                 e2el = sprintf("%.4f", ttft + tpot * (out - 1)) + 0
-                gen = int(mc * out * 1000 / e2el)
-                tot = int(gen * (inp + out) / out)
+                raw = waves_s(prompts, b, inp, out) / m
+                gen = int(prompts * out / raw)
+                tot = int(prompts * (inp + out) / raw)
                 tin = prompts * inp; tout = prompts * out
                 duration = sprintf("%.4f", tout / gen) + 0
                 printf "{\"date\": \"%s\", \"backend\": \"vllm\", \"model_id\": \"%s\", \"tokenizer_id\": \"%s\", ", stamp, model, model > json

@@ -34,15 +34,15 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     _args.add_engine_args(parser)
 
 
+def engine(args: argparse.Namespace) -> _lab.Engine:
+    """The model on this run's slot (see ``vllm._lab``'s physics)."""
+    return _lab.engine(str(args.model), _args.gpus(args), args.dtype, _args.uses_fp8(args))
+
+
 def batch_latency_s(args: argparse.Namespace, settings: _lab.Settings) -> float:
     """Seconds for one batch on this host and slot."""
-    per_batch_ms = (
-        args.output_len * (12.2 + 0.19 * args.batch_size)
-        + 8
-        + 0.0024 * args.input_len * args.batch_size
-    )
-    scale = _lab.scale(str(args.model), _args.gpus(args), _args.uses_fp8(args))
-    return float(per_batch_ms) * scale / _lab.speed(settings) / 1000
+    seconds = engine(args).batch_latency_s(args.batch_size, args.input_len, args.output_len)
+    return seconds / _lab.speed(settings)
 
 
 def results(args: argparse.Namespace, settings: _lab.Settings) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from vllm import _args, _lab
 BACKENDS = ("vllm", "openai", "openai-chat", "tgi", "lmdeploy", "deepspeed-mii", "sglang")
 DATASETS = ("sharegpt", "burstgpt", "sonnet", "random", "hf", "custom")
 METRICS = ("ttft", "tpot", "itl", "e2el")
-SCALE_HEADER = "x-fleetbench-lab-scale"
-"""The lab server tells its client how slow its model is on its GPUs (model, tp, dtype)."""
+ENGINE_HEADER = "x-fleetbench-lab-engine"
+"""The lab server tells its client what its engine is (model figures, tp, bytes per weight:
+``vllm._lab.Engine.header``), so the client's timings follow the server's physics."""
 _MAX_THREADS = 32
 _REQUEST_TIMEOUT_S = 60
 
@@ -81,7 +82,7 @@ class Outcome:
     success: bool
     text: str
     error: str
-    scale: float | None = None
+    engine: str | None = None
 
 
 def api_url(args: argparse.Namespace) -> str:
@@ -108,7 +109,7 @@ def _request(url: str, model: str, prompt_len: int, output_len: int, ignore_eos:
     text = ""
     try:
         with urllib.request.urlopen(request, timeout=_REQUEST_TIMEOUT_S) as response:  # noqa: S310
-            scale = response.headers.get(SCALE_HEADER)
+            engine = response.headers.get(ENGINE_HEADER)
             for raw in response:
                 line = raw.decode().strip()
                 if not line.startswith("data: ") or line == "data: [DONE]":
@@ -119,7 +120,7 @@ def _request(url: str, model: str, prompt_len: int, output_len: int, ignore_eos:
         return Outcome(False, "", f"{error.code} {error.reason}: {error.read().decode()}")
     except (OSError, ValueError, KeyError) as error:
         return Outcome(False, "", f"{type(error).__name__}: {error}")
-    return Outcome(True, text, "", float(scale) if scale else None)
+    return Outcome(True, text, "", engine)
 
 
 def _fail_test_run(script: str, error: str) -> None:
@@ -132,29 +133,51 @@ def _fail_test_run(script: str, error: str) -> None:
     ])
 
 
-def timings_ms(args: argparse.Namespace, settings: _lab.Settings, scale: float
+def concurrency(args: argparse.Namespace) -> int:
+    """Requests in flight at once: ``--max-concurrency``, at most the prompts and the
+    server's default ``--max-num-seqs``."""
+    wanted = int(args.max_concurrency or args.num_prompts)
+    return max(1, min(wanted, int(args.num_prompts), _lab.MAX_NUM_SEQS))
+
+
+def timings_ms(args: argparse.Namespace, settings: _lab.Settings, engine: _lab.Engine
                ) -> dict[str, float]:
-    """Median TTFT, TPOT, ITL and E2EL of one request on this host and slot (ms), for a
-    server whose model runs ``scale`` times slower than an 8B model on one GPU."""
+    """Median TTFT, TPOT, ITL and E2EL of one request on this host and slot (ms), for the
+    server's ``engine`` with ``concurrency`` requests in flight: the median request's first
+    token waits for half of its wave's prefills, each further token is a decode step of
+    the whole wave."""
     inp = args.random_input_len + args.random_prefix_len
     out = args.random_output_len
+    batch = concurrency(args)
     speed = _lab.speed(settings)
-    ttft = (20 + 0.1 * inp) * scale / speed
-    tpot = (12.4 + 0.0004 * inp) * scale / speed
+    wave_prefill = engine.prefill_s(batch, inp)
+    ttft = max(engine.prefill_s(1, inp), wave_prefill * (batch + 1) / (2 * batch))
+    tpot = engine.decode_step_s(batch, inp + out / 2)
+    ttft, tpot = 1000 * ttft / speed, 1000 * tpot / speed
     return {"ttft": ttft, "tpot": tpot, "itl": tpot, "e2el": ttft + tpot * (out - 1)}
 
 
+def duration_s(args: argparse.Namespace, settings: _lab.Settings, engine: _lab.Engine,
+               completed: int) -> float:
+    """The benchmark's wall time: the requests run in waves of ``concurrency``."""
+    inp = args.random_input_len + args.random_prefix_len
+    out = args.random_output_len
+    batch = concurrency(args)
+    full, rest = divmod(max(completed, 1), batch)
+    seconds = full * engine.wave_s(batch, inp, out)
+    if rest:
+        seconds += engine.wave_s(rest, inp, out)
+    return seconds / _lab.speed(settings)
+
+
 def results(args: argparse.Namespace, settings: _lab.Settings, outcomes: list[Outcome],
-            scale: float) -> dict[str, Any]:
+            engine: _lab.Engine) -> dict[str, Any]:
     """vLLM's serving result: totals, per-request lists, then the selected statistics."""
     inp = args.random_input_len + args.random_prefix_len
     out = args.random_output_len
-    median = timings_ms(args, settings, scale)
+    median = timings_ms(args, settings, engine)
     completed = sum(1 for outcome in outcomes if outcome.success)
-    concurrency = min(args.max_concurrency or args.num_prompts, args.num_prompts)
-    # Requests run in waves of `concurrency`, each wave one end-to-end latency.
-    waves = -(-max(completed, 1) // concurrency)
-    duration = waves * median["e2el"] / 1000
+    duration = duration_s(args, settings, engine, completed)
     output_lens = [out if outcome.success else 0 for outcome in outcomes]
     total_input = inp * completed
     total_output = sum(output_lens)
@@ -187,6 +210,17 @@ def results(args: argparse.Namespace, settings: _lab.Settings, outcomes: list[Ou
             word = str(int(p)) if int(p) == p else str(p)
             result[f"p{word}_{name}_ms"] = value * (1 + 0.3 * p / 100)
     return result
+
+
+def server_engine(args: argparse.Namespace, test: Outcome) -> _lab.Engine:
+    """The engine the server said it runs; without a word from it, the model on one
+    partition in 16 bits."""
+    if test.engine:
+        try:
+            return _lab.Engine.from_header(test.engine)
+        except (ValueError, KeyError):
+            pass
+    return _lab.engine(str(args.model), 1)
 
 
 def _print_result(result: dict[str, Any], selected: list[str]) -> None:
@@ -238,7 +272,7 @@ def main(args: argparse.Namespace, script: str) -> int:
             lambda _: _request(url, model_name, inp, out, args.ignore_eos),
             range(args.num_prompts),
         ))
-    result = results(args, settings, outcomes, test.scale or 1.0)
+    result = results(args, settings, outcomes, server_engine(args, test))
     _print_result(result, args.percentile_metrics.split(","))
     if args.save_result:
         current = time.strftime("%Y%m%d-%H%M%S")

@@ -37,19 +37,20 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     _args.add_engine_args(parser)
 
 
-def output_tokens_per_s(args: argparse.Namespace, settings: _lab.Settings) -> float:
-    """Generated tokens per second on this host and slot."""
-    inp, out = args.input_len, args.output_len
-    scale = _lab.scale(str(args.model), _args.gpus(args), _args.uses_fp8(args))
-    return float(9000 * out / (out + 0.1 * inp) * (1 - out / 40000) * _lab.speed(settings) / scale)
+def elapsed_s(args: argparse.Namespace, settings: _lab.Settings) -> float:
+    """Seconds for every prompt on this host and slot (``--n`` sequences of a prompt
+    generate one after the other, as one longer output)."""
+    model = _lab.engine(str(args.model), _args.gpus(args), args.dtype, _args.uses_fp8(args))
+    seconds = model.offline_elapsed_s(args.num_prompts, args.input_len,
+                                      args.output_len * args.n, args.max_num_seqs)
+    return seconds / _lab.speed(settings)
 
 
 def results(args: argparse.Namespace, settings: _lab.Settings) -> dict[str, Any]:
     """vLLM's throughput JSON."""
     per_request = args.input_len + args.output_len * args.n
     total_tokens = args.num_prompts * per_request
-    total_per_s = output_tokens_per_s(args, settings) * per_request / (args.output_len * args.n)
-    elapsed = total_tokens / total_per_s
+    elapsed = elapsed_s(args, settings)
     return {
         "elapsed_time": elapsed,
         "num_requests": args.num_prompts,

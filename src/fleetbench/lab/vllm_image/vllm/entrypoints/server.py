@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any, ClassVar
 
 from vllm import __version__, _args, _lab
-from vllm.benchmarks.serve import SCALE_HEADER
+from vllm.benchmarks.serve import ENGINE_HEADER
 
 SCRIPT = "/usr/local/bin/vllm"
 _MAX_CHUNKS = 8
@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
     served: ClassVar[list[str]] = []
     root_model: ClassVar[str] = ""
     max_model_len: ClassVar[int] = 131072
-    scale: ClassVar[float] = 1.0
+    engine: ClassVar[str] = ""
     api_key: ClassVar[str | None] = None
     server_version = "uvicorn"
     sys_version = ""
@@ -192,13 +192,13 @@ class _Handler(BaseHTTPRequestHandler):
             }).encode()
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header(SCALE_HEADER, f"{self.scale:.6f}")
+            self.send_header(ENGINE_HEADER, self.engine)
             self.end_headers()
             self.wfile.write(data)
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header(SCALE_HEADER, f"{self.scale:.6f}")
+        self.send_header(ENGINE_HEADER, self.engine)
         self.end_headers()
         for index in range(chunks):
             last = index == chunks - 1
@@ -238,7 +238,7 @@ def main(args: argparse.Namespace, script: str = SCRIPT) -> int:
     _Handler.served = list(args.served_model_name or [model])
     _Handler.root_model = model
     _Handler.max_model_len = int(args.max_model_len or 131072)
-    _Handler.scale = _lab.scale(model, tp, _args.uses_fp8(args))
+    _Handler.engine = _lab.engine(model, tp, args.dtype, _args.uses_fp8(args)).header()
     _Handler.api_key = args.api_key
     try:
         server = _Server((address, args.port), _Handler)
