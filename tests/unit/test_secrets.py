@@ -173,7 +173,7 @@ RESTARTING = textwrap.dedent("""
         block = handle.read()
     print(json.dumps({"in_block": b"hf_unit_CANARY" in block,
                       "taken": {k: v.reveal() for k, v in taken.items()},
-                      "left": [k for k in os.environ if "TOKEN" in k or "FLEETBENCH" in k]}))
+                      "left": [k for k in os.environ if "TOKEN" in k or k.startswith("FLEETBENCH_SECRETS")]}))
 """)
 
 
