@@ -3,7 +3,7 @@
 Writes bench/RESULTS.md (one section per benchmark) and prints each table. About 15
 minutes on 2 CPUs. Usage::
 
-    /work/venv/bin/python bench/run_all.py [--only fanout,naive,pipeline,memory,report]
+    /work/venv/bin/python bench/run_all.py [--only fanout,naive,pipeline,memory,watch_memory,report]
         [--sizes 10,30,60] [--reps 3] [--naive-hosts 10] [--pipeline-hosts 10] [--lab DIR]
 """
 
@@ -21,9 +21,10 @@ import memory
 import naive
 import pipeline
 import report
+import watch_memory
 from common import DEFAULT_LAB_DIR, Lab, Machine, log, record
 
-BENCHMARKS = ("fanout", "naive", "pipeline", "memory", "report")
+BENCHMARKS = ("fanout", "naive", "pipeline", "memory", "watch_memory", "report")
 
 
 def main() -> int:
@@ -61,6 +62,8 @@ def main() -> int:
                                                       args.forks_demo, machine))
             if "memory" in wanted:
                 record(memory.run(lab, sizes, 1, machine))
+            if "watch_memory" in wanted:
+                record(watch_memory.run(lab, sizes, 1, machine))
     if "report" in wanted:
         record(report.run(500, 8, args.reps, machine, want_profile=False))
     log(f"all done in {(time.monotonic() - started) / 60:.1f} min; see bench/RESULTS.md")
