@@ -68,13 +68,15 @@ class HostOutcome:
     image_digest: str | None = None
     mad_commit: str | None = None
     preflight: dict[str, Any] | None = None
+    #: The model role's result: ``{"revision", "downloaded_bytes"}`` (None: not reached).
+    model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's entry for this host."""
         return {
             "status": self.status, "reason": self.reason, "steps": self.steps,
             "slots": self.slots, "image_digest": self.image_digest,
-            "mad_commit": self.mad_commit,
+            "mad_commit": self.mad_commit, "model": self.model,
         }
 
 
@@ -110,6 +112,7 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
     digest: str | None = None
     commit: str | None = None
     preflight: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
     for result in results:
         step = _step_of(result)
         entry = steps.setdefault(step, {"start": result.start, "end": result.end,
@@ -123,6 +126,7 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
             commit = str(result.result.get("after") or "") or None
         if result.action == "ansible.builtin.set_fact":
             started = (result.result.get("ansible_facts") or {}).get("benchmark_result")
+            model = model_entry(result.result.get("ansible_facts") or {}) or model
             for slot in (started or {}).get("skipped", []):
                 slots[slot["name"]] = _slot_entry(slot)
         if result.action == "fleetbench_collect" and result.outcome == "ok":
@@ -141,7 +145,17 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
         if status != "ok":
             reason = "the run ended before this host finished"
     return HostOutcome(name=name, status=status, reason=reason, steps=steps, slots=slots,
-                       image_digest=digest, mad_commit=commit, preflight=preflight)
+                       image_digest=digest, mad_commit=commit, preflight=preflight,
+                       model=model)
+
+
+def model_entry(facts: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The manifest's ``hosts.<h>.model`` from the model role's result fact, if set."""
+    fact = facts.get("model_result")
+    if not isinstance(fact, Mapping) or not fact.get("revision"):
+        return None
+    return {"revision": str(fact["revision"]),
+            "downloaded_bytes": int(fact.get("downloaded_bytes") or 0)}
 
 
 def _failure_status(step: str, result: TaskResult) -> str:
@@ -624,7 +638,7 @@ def execute(
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         # What an earlier attempt learnt stays when this one did not get that far.
         entry = outcome.to_dict()
-        for key in ("image_digest", "mad_commit"):
+        for key in ("image_digest", "mad_commit", "model"):
             entry[key] = entry[key] or previous.get(key)
         manifest["hosts"][host] = entry
         # What the report expects results from, also of a host that never got to run.
@@ -642,6 +656,8 @@ def execute(
     manifest["image"] = {"digests": digests, "drift": drifted(digests)}
     commits = {h: e.get("mad_commit") for h, e in manifest["hosts"].items()}
     manifest["mad"] = {"commits": commits, "drift": drifted(commits)}
+    revisions = {h: (e.get("model") or {}).get("revision") for h, e in manifest["hosts"].items()}
+    manifest["model"] = {"revisions": revisions, "drift": drifted(revisions)}
     attempt["finished"] = manifest["finished"] = _utc_now()
     attempt["canceled"] = played is not None and played.canceled
     manifest["summary"] = summarize(manifest)
