@@ -38,6 +38,9 @@ GATED_ORGS = ("meta-llama/", "mistralai/")
 ADDRESS = "127.0.0.1"
 PORT_FILE = "port"
 DOWNLOADS_FILE = "downloads.json"
+# A fault on demand: when this file holds N, the next whole-file download of the weights
+# stops after N bytes (the connection drops), once, so a client has to resume it.
+DROP_FILE = "drop-after"
 WEIGHTS_FILE = "model.safetensors"
 # Size of the fake weights: big enough to be read in several chunks (a resumed download
 # has something to resume), small enough for the lab.
@@ -75,13 +78,13 @@ class RepoFile:
         return self.sha256 if self.lfs else self.git_oid
 
 
-def repo_files(repo: str) -> list[RepoFile]:
+def repo_files(repo: str, weights_bytes: int = WEIGHTS_BYTES) -> list[RepoFile]:
     """The fake model every repository holds (its weights differ per repository)."""
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
               "_name_or_path": repo, "hidden_size": 4096, "num_hidden_layers": 32,
               "num_attention_heads": 32, "num_key_value_heads": 8, "torch_dtype": "bfloat16"}
     seed = hashlib.sha256(repo.encode()).digest()
-    weights = (seed * (WEIGHTS_BYTES // len(seed) + 1))[:WEIGHTS_BYTES]
+    weights = (seed * (weights_bytes // len(seed) + 1))[:weights_bytes]
     return [RepoFile("config.json", (json.dumps(config, indent=2) + "\n").encode(), lfs=False),
             RepoFile(WEIGHTS_FILE, weights, lfs=True)]
 
@@ -157,6 +160,11 @@ class HubHandler(BaseHTTPRequestHandler):
     server_version = "fleetbench-lab-hub"
     protocol_version = "HTTP/1.1"
     counter: DownloadCounter  # set on the subclass made by make_server
+    weights_bytes: int = WEIGHTS_BYTES
+
+    def files(self, repo: str) -> list[RepoFile]:
+        """``repo``'s files as this hub serves them."""
+        return repo_files(repo, self.weights_bytes)
 
     def log_message(self, format: str, *args: Any) -> None:
         # One line per request in the hub's log; never a header (no token is ever logged).
@@ -196,7 +204,7 @@ class HubHandler(BaseHTTPRequestHandler):
         return auth.startswith("Bearer ") and len(auth) > len("Bearer ")
 
     def _revision_ok(self, repo: str, revision: str, body: bool) -> str | None:
-        commit = repo_commit(repo, repo_files(repo))
+        commit = repo_commit(repo, self.files(repo))
         if revision in ("main", commit):
             return commit
         self._error(HTTPStatus.NOT_FOUND, "RevisionNotFound",
@@ -212,7 +220,7 @@ class HubHandler(BaseHTTPRequestHandler):
             "_id": commit[:24], "id": repo, "modelId": repo, "sha": commit,
             "private": False, "gated": "manual" if is_gated(repo) else False,
             "disabled": False, "tags": ["safetensors", "llama"],
-            "siblings": [{"rfilename": f.path} for f in repo_files(repo)],
+            "siblings": [{"rfilename": f.path} for f in self.files(repo)],
         }, body)
 
     def _tree(self, match: re.Match[str], client: str, body: bool) -> None:
@@ -220,7 +228,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if self._revision_ok(repo, revision, body) is None:
             return
         entries = []
-        for item in repo_files(repo):
+        for item in self.files(repo):
             entry: dict[str, Any] = {"type": "file", "oid": item.git_oid,
                                      "size": len(item.data), "path": item.path}
             if item.lfs:
@@ -234,7 +242,7 @@ class HubHandler(BaseHTTPRequestHandler):
         commit = self._revision_ok(repo, revision, body)
         if commit is None:
             return
-        files = {f.path: f for f in repo_files(repo)}
+        files = {f.path: f for f in self.files(repo)}
         if filename not in files:
             self._error(HTTPStatus.NOT_FOUND, "EntryNotFound",
                         f"{filename} does not exist in {repo}", body)
@@ -259,9 +267,26 @@ class HubHandler(BaseHTTPRequestHandler):
         if wanted:
             self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
         self.end_headers()
-        if body:
-            self.wfile.write(item.data[first:last + 1])
-            self.counter.add(client, repo, last - first + 1)
+        if not body:
+            return
+        drop = self._planted_drop() if item.lfs and not wanted else None
+        if drop is not None:
+            self.wfile.write(item.data[:drop])
+            self.wfile.flush()
+            self.counter.add(client, repo, drop)
+            self.close_connection = True
+            return
+        self.wfile.write(item.data[first:last + 1])
+        self.counter.add(client, repo, last - first + 1)
+
+    def _planted_drop(self) -> int | None:
+        path = self.counter.path.parent / DROP_FILE
+        try:
+            after = int(path.read_text())
+            path.unlink()
+        except (OSError, ValueError):
+            return None
+        return after
 
     # --- answers -----------------------------------------------------------------------------
 
@@ -291,11 +316,13 @@ class HubHandler(BaseHTTPRequestHandler):
                     "be authenticated to access it. Please log in.", body)
 
 
-def make_server(state_dir: Path, port: int = 0) -> ThreadingHTTPServer:
+def make_server(state_dir: Path, port: int = 0,
+                weights_bytes: int = WEIGHTS_BYTES) -> ThreadingHTTPServer:
     """A hub server on 127.0.0.1 (``port`` 0: a free one) counting into ``state_dir``."""
     state_dir.mkdir(parents=True, exist_ok=True)
     handler = type("LabHubHandler", (HubHandler,),
-                   {"counter": DownloadCounter(state_dir / DOWNLOADS_FILE)})
+                   {"counter": DownloadCounter(state_dir / DOWNLOADS_FILE),
+                    "weights_bytes": weights_bytes})
     server = ThreadingHTTPServer((ADDRESS, port), handler)
     server.daemon_threads = True
     return server
