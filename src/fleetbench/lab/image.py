@@ -297,6 +297,8 @@ def add_python_distribution(rootfs: Rootfs, dist: metadata.Distribution) -> None
         relative = PurePosixPath(str(file))
         if relative.parts[0] in ("..", "/") or "__pycache__" in relative.parts:
             continue  # console scripts outside site-packages, byte code of another Python
+        if _SKIPPED_PARTS.intersection(relative.parts[:-1]):
+            continue  # a package's own test suite
         source = Path(str(dist.locate_file(file)))
         if source.is_file():
             rootfs.add_copy(source, f"{target}/{relative}")
