@@ -243,7 +243,7 @@ def test_mad_checkout_without_the_script_fails_clearly(run_lab: LabFleet, tmp_pa
 
 
 class StartEvents:
-    """Every container start the Docker engine reports while in the ``with`` block (a live
+    """Every slot container start the Docker engine reports while in the ``with`` block (a live
     stream: the engine keeps only its last 256 events, and other sessions share it)."""
 
     def __enter__(self) -> StartEvents:
@@ -259,6 +259,8 @@ class StartEvents:
         with contextlib.suppress(Exception):  # the stream is closed under the reader
             for event in self.stream:
                 attributes = event.get("Actor", {}).get("Attributes", {})
+                if "fleetbench.slot" not in attributes:
+                    continue  # the model step's download container: not a slot
                 self.seen.append((attributes.get("fleetbench.run", ""),
                                   attributes.get("name", "")))
 
