@@ -68,13 +68,15 @@ class HostOutcome:
     image_digest: str | None = None
     mad_commit: str | None = None
     preflight: dict[str, Any] | None = None
+    #: The model role's result: ``{"revision", "downloaded_bytes"}`` (None: not reached).
+    model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's entry for this host."""
         return {
             "status": self.status, "reason": self.reason, "steps": self.steps,
             "slots": self.slots, "image_digest": self.image_digest,
-            "mad_commit": self.mad_commit,
+            "mad_commit": self.mad_commit, "model": self.model,
         }
 
 
@@ -175,7 +177,16 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
     commit = str(done["mad"].data.get("commit") or "") if "mad" in done else ""
     return HostOutcome(name=name, status=status, reason=reason, steps=steps, slots=slots,
                        image_digest=_digest(image), mad_commit=commit or None,
-                       preflight=preflight)
+                       preflight=preflight,
+                       model=model_entry(done["model"].data) if "model" in done else None)
+
+
+def model_entry(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The manifest's ``hosts.<h>.model`` from the model role's result data, if it has one."""
+    if not data.get("revision"):
+        return None
+    return {"revision": str(data["revision"]),
+            "downloaded_bytes": int(data.get("downloaded_bytes") or 0)}
 
 
 def _failure_status(step: str, result: TaskResult) -> str:
@@ -653,7 +664,7 @@ def execute(
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         # What an earlier attempt learnt stays when this one did not get that far.
         entry = outcome.to_dict()
-        for key in ("image_digest", "mad_commit"):
+        for key in ("image_digest", "mad_commit", "model"):
             entry[key] = entry[key] or previous.get(key)
         manifest["hosts"][host] = entry
         # What the report expects results from, also of a host that never got to run.
@@ -671,6 +682,8 @@ def execute(
     manifest["image"] = {"digests": digests, "drift": drifted(digests)}
     commits = {h: e.get("mad_commit") for h, e in manifest["hosts"].items()}
     manifest["mad"] = {"commits": commits, "drift": drifted(commits)}
+    revisions = {h: (e.get("model") or {}).get("revision") for h, e in manifest["hosts"].items()}
+    manifest["model"] = {"revisions": revisions, "drift": drifted(revisions)}
     attempt["finished"] = manifest["finished"] = _utc_now()
     attempt["canceled"] = played is not None and played.canceled
     manifest["summary"] = summarize(manifest)

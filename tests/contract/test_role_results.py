@@ -12,7 +12,7 @@ from fleetbench.run import RESULT_FACT
 
 REPO = Path(__file__).resolve().parents[2]
 # The roles fleetbench run reads (benchmark_verdict only speaks for plain ansible-playbook).
-READ_BY_FLEETBENCH = ("preflight", "image", "mad", "benchmark", "collect")
+READ_BY_FLEETBENCH = ("preflight", "image", "mad", "model", "benchmark", "collect")
 
 
 @pytest.mark.parametrize("role", READ_BY_FLEETBENCH)

@@ -39,7 +39,7 @@ def test_container_env_from_inventory_and_cli(run_lab: LabFleet, tmp_path: Path)
         deadline = time.monotonic() + 180
         while len(seen) < 2 and proc.poll() is None and time.monotonic() < deadline:
             for container in client.containers.list(
-                    filters={"label": ["fleetbench.host=lab01"]}):
+                    filters={"label": ["fleetbench.host=lab01", "fleetbench.slot"]}):
                 env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
                 seen[container.labels["fleetbench.slot"]] = env
             time.sleep(0.2)

@@ -89,7 +89,9 @@ def main():
             # Re-attach: the supervisor goes on with its waves; nothing is started.
             module.exit_json(changed=False, attached=True, start=[],
                              kept=sorted(record.get("slots") or {}),
-                             pid=record["supervisor"]["pid"])
+                             pid=record["supervisor"]["pid"],
+                             # it still needs the token for waves it has yet to start
+                             token_held=bool(record.get("token")))
         start, kept = plan_start(record, params["slots"], set(params["rerun"]))
         module.exit_json(changed=False, attached=False, start=start, kept=kept)
 

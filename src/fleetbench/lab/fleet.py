@@ -9,6 +9,7 @@ Layout of a lab directory::
     DIR/hosts/<name>/         sshd config + host key, GPU state, sysfs/KFD root, bin/ simulators,
                               bench.env (the stand-in benchmark's behaviour)
     DIR/registry/  DIR/docker/  DIR/mad/
+    DIR/hub/                  the stand-in Hugging Face hub: its port, log and download counts
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import yaml
 
 from fleetbench.errors import LabError
-from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT, gpu, image, mad, services
+from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT, gpu, hub, image, mad, services
 
 LAB_FILE = "lab.json"
 BENCH_MODES = ("ok", "fail", "hang", "slow")
@@ -64,6 +65,8 @@ class Lab:
     image: str = ""
     mad_repo: str = ""
     mad_refs: dict[str, str] = field(default_factory=dict)
+    hub_pid: int | None = None
+    hub_port: int | None = None
 
     # --- persistence -------------------------------------------------------------------
 
@@ -88,6 +91,8 @@ class Lab:
             "image": self.image,
             "mad_repo": self.mad_repo,
             "mad_refs": self.mad_refs,
+            "hub_pid": self.hub_pid,
+            "hub_port": self.hub_port,
         }
         tmp = self.root / (LAB_FILE + ".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -123,6 +128,15 @@ class Lab:
             host_dir=self.host_dir(host.name),
             authorized_keys=self.root / "ssh" / "authorized_keys",
         )
+
+    @property
+    def hub_dir(self) -> Path:
+        """State of the stand-in Hugging Face hub (port, log, downloads.json)."""
+        return self.root / "hub"
+
+    def hub_endpoint(self, host: str) -> str:
+        """HF_ENDPOINT of ``host``: the lab hub, with a path that tells its downloads apart."""
+        return f"http://{hub.ADDRESS}:{self.hub_port}/lab/{host}"
 
     def host(self, name: str) -> LabHost:
         """The host called ``name``; LabError naming the lab's hosts otherwise."""
@@ -205,6 +219,8 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 f"{host_dir / 'bench.env'}:/fleetbench-lab/bench.env:ro"
             ],
             "fleetbench_work_dir": str(host_dir / "work"),
+            # The model step downloads from the lab's hub (per-host path: counted per host).
+            "fleetbench_hf_endpoint": lab.hub_endpoint(host.name),
             # All lab hosts share this machine's Docker engine: only containers that mount
             # this host's files are this host's (partition apply refuses while they run).
             "fleetbench_container_filters": [f"volume={host_dir / 'bench.env'}"],
@@ -270,6 +286,8 @@ def up(root: Path, hosts: int = 3, first_address: str = DEFAULT_FIRST_ADDRESS,
         lab.docker_pid = services.start_docker_engine(root / "docker")
     if lab.registry_pid is None or not services.pid_alive(lab.registry_pid):
         lab.registry_pid = services.start_registry(root / "registry")
+    if lab.hub_pid is None or not services.pid_alive(lab.hub_pid):
+        lab.hub_pid, lab.hub_port = services.start_hub(lab.hub_dir)
     lab.save()
     if not lab.image:
         lab_id = "lab-" + hashlib.sha256(str(root).encode()).hexdigest()[:8]
@@ -344,6 +362,7 @@ def down(root: Path) -> None:
         if services.docker_engine_answers():
             image.remove_lab_image(lab.image)
     services.stop_process(lab.registry_pid)
+    services.stop_process(lab.hub_pid)
     services.stop_process(lab.docker_pid, timeout=30)
     for entry in root.iterdir():
         if entry.is_dir() and not entry.is_symlink():

@@ -10,6 +10,9 @@ What it holds, and why:
 - Debian's Python 3.11 (stdlib without its tests) with pandas and numpy: MAD's report
   tools (``vllm_benchmark_report.py``, ``parse_csv.py``; pandas is MAD's requirements.txt);
 - curl (MAD's readiness loops poll ``vllm serve`` with it) and git;
+- the real ``huggingface_hub`` client (from PyPI, copied from fleetbench's own
+  environment with its pure-Python dependencies): the model step downloads with it, as it
+  does in a rocm/vllm image;
 - vLLM's entry points as they sit in the rocm/vllm image
   (``/app/vllm/benchmarks/benchmark_{latency,throughput,serving}.py`` and a ``vllm``
   command with ``serve`` and ``bench``), as Python stand-ins (``vllm_image/``) that take
@@ -30,7 +33,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from importlib import resources
+from importlib import metadata, resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
@@ -66,6 +69,18 @@ PYTHON_PACKAGES = (
 
 TOOL_PACKAGES = ("curl",)
 """Debian packages of command-line tools that go in whole."""
+
+HUB_CLIENT = "huggingface_hub"
+"""The Hugging Face client (a PyPI distribution of fleetbench's environment) in the image."""
+
+# Not copied with the client: hf-xet is a native accelerator for Xet storage that the client
+# uses only when the hub offers Xet (the lab's hub does not), PyYAML comes from Debian.
+_SKIPPED_DISTRIBUTIONS = frozenset({"hf-xet", "pyyaml"})
+# The image's Python, for the dependencies' environment markers.
+_IMAGE_MARKERS = {"python_version": "3.11", "python_full_version": "3.11.2",
+                  "sys_platform": "linux", "platform_system": "Linux",
+                  "platform_machine": "x86_64", "platform_python_implementation": "CPython",
+                  "implementation_name": "cpython", "os_name": "posix", "extra": ""}
 
 GIT_FILES = ("/usr/bin/git", "/usr/lib/git-core/git-remote-http", "/usr/share/git-core/templates")
 """git: the one binary (every builtin is in it), its HTTP transport and the templates."""
@@ -245,6 +260,50 @@ class Rootfs:
                     archive.addfile(info, handle)
 
 
+def _distribution_key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def python_distributions(root: str) -> list[metadata.Distribution]:
+    """``root`` and the distributions it needs in the image (markers evaluated for the
+    image's Python, extras left out), as installed in fleetbench's environment."""
+    from packaging.requirements import Requirement
+
+    found: dict[str, metadata.Distribution] = {}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        key = _distribution_key(name)
+        if key in found or key in _SKIPPED_DISTRIBUTIONS:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError as exc:
+            raise LabError(f"the lab image needs the Python package {name}, which is not "
+                           "installed — install fleetbench with its dependencies "
+                           "(scripts/setup.sh does)") from exc
+        found[key] = dist
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate(_IMAGE_MARKERS):
+                todo.append(requirement.name)
+    return [found[key] for key in sorted(found)]
+
+
+def add_python_distribution(rootfs: Rootfs, dist: metadata.Distribution) -> None:
+    """Copy an installed distribution's files (its RECORD) into the image's dist-packages."""
+    target = f"usr/local/lib/{PYTHON}/dist-packages"
+    for file in dist.files or []:
+        relative = PurePosixPath(str(file))
+        if relative.parts[0] in ("..", "/") or "__pycache__" in relative.parts:
+            continue  # console scripts outside site-packages, byte code of another Python
+        if _SKIPPED_PARTS.intersection(relative.parts[:-1]):
+            continue  # a package's own test suite
+        source = Path(str(dist.locate_file(file)))
+        if source.is_file():
+            rootfs.add_copy(source, f"{target}/{relative}")
+
+
 def _shared_libraries(binaries: Iterable[Path]) -> list[str]:
     paths = [str(path) for path in binaries]
     libs: list[str] = []
@@ -303,6 +362,9 @@ def build_rootfs_tree() -> Rootfs:
         rootfs.add_host_path(path)
     for name, link in _GIT_CORE_LINKS.items():
         rootfs.symlinks[f"usr/lib/git-core/{name}"] = link
+
+    for dist in python_distributions(HUB_CLIENT):
+        add_python_distribution(rootfs, dist)
 
     for lib in _shared_libraries(rootfs.elf_files()):
         rootfs.add_copy(Path(lib), lib.lstrip("/"))

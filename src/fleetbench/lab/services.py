@@ -255,6 +255,22 @@ def start_registry(state_dir: Path, address: str = REGISTRY_ADDRESS) -> int | No
     return pid
 
 
+def start_hub(state_dir: Path) -> tuple[int, int]:
+    """Start the lab's stand-in Hugging Face hub on a free port of 127.0.0.1; (pid, port)."""
+    import sys
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port_file = state_dir / "port"
+    port_file.unlink(missing_ok=True)
+    pid = spawn([sys.executable, "-m", "fleetbench.lab.hub", str(state_dir)],
+                state_dir / "hub.log")
+    wait_for("the lab's Hugging Face hub", port_file.exists, timeout=30)
+    port = int(port_file.read_text())
+    wait_for(f"the lab's Hugging Face hub on 127.0.0.1:{port}",
+             lambda: port_open("127.0.0.1", port), timeout=30)
+    return pid, port
+
+
 # --- sshd per host ---------------------------------------------------------------------------
 
 

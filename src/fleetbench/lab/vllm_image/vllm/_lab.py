@@ -367,6 +367,45 @@ def fail_gated(script: str, model: str) -> NoReturn:
     ])
 
 
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_cache() -> Path:
+    """The Hugging Face cache folder as huggingface_hub finds it."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "huggingface" / "hub"
+
+
+def cached_snapshot(model: str, revision: str = "main") -> Path | None:
+    """The cached snapshot of ``model`` (with its config.json), or None."""
+    folder = hub_cache() / ("models--" + model.replace("/", "--"))
+    try:
+        commit = (folder / "refs" / revision).read_text().strip()
+    except OSError:
+        return None
+    snapshot = folder / "snapshots" / commit
+    return snapshot if (snapshot / "config.json").is_file() else None
+
+
+def fail_offline_not_cached(script: str, model: str) -> NoReturn:
+    """What transformers says offline about a model the cache lacks."""
+    die([
+        *frame(script),
+        f'  File "{_PY}/vllm/transformers_utils/config.py", line 309, in get_config',
+        f"OSError: We couldn't connect to 'https://huggingface.co' to load the files, and "
+        f"couldn't find them in the cached files of {model} (HF_HUB_OFFLINE=1, cache "
+        f"{hub_cache()}).",
+        "Check your internet connection or see how to run the library in offline mode at "
+        "'https://huggingface.co/docs/transformers/installation#offline-mode'.",
+    ])
+
+
 def fail_devices(script: str, message: str) -> NoReturn:
     """vLLM's complaint about the GPUs it can see."""
     die([
@@ -423,10 +462,21 @@ def check_engine(script: str, model: str, tp: int) -> None:
     local = model.startswith(("/", "./"))
     if not local and not _MODEL_ID.match(model):
         fail_not_a_model(script, model)
+    if not local and hub_offline():
+        # Offline, vLLM loads from the Hugging Face cache only (no token needed then).
+        if cached_snapshot(model) is None:
+            fail_offline_not_cached(script, model)
+        check_devices(script, tp)
+        return
     if model.startswith(GATED_ORGS) and not (
         os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     ):
         fail_gated(script, model)
+    check_devices(script, tp)
+
+
+def check_devices(script: str, tp: int) -> None:
+    """vLLM's check of the GPUs a container sees against the tensor parallel size."""
     devices = visible_devices()
     if devices is not None:
         shown = os.environ.get("HIP_VISIBLE_DEVICES", "")
