@@ -144,8 +144,21 @@ def load_hf_token(token_file: Path | None,
         value = source.get(name)
         text = (value.reveal() if isinstance(value, Secret) else value or "").strip()
         if text:
-            return Secret(text)
+            return _checked(text, name)
     return None
+
+
+#: Shorter than any Hugging Face token ("hf_" and 34 characters): a typo or a placeholder.
+#: It would also be masked wherever its characters appear in output.
+MIN_TOKEN_LENGTH = 8
+
+
+def _checked(text: str, source: str) -> Secret:
+    if len(text) < MIN_TOKEN_LENGTH:
+        raise BadInput(f"{source} holds {len(text)} character(s), too short for a Hugging "
+                       f"Face token — set it to the token itself (hf_…), or unset it for "
+                       "models that are not gated")
+    return Secret(text)
 
 
 def _token_from_file(path: Path) -> Secret:
@@ -169,4 +182,4 @@ def _token_from_file(path: Path) -> Secret:
         raise BadInput(f"--hf-token-file {path} is not text — put the token in it") from None
     if not text:
         raise BadInput(f"--hf-token-file {path} is empty — put the token in it")
-    return Secret(text)
+    return _checked(text, f"--hf-token-file {path}")

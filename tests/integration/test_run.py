@@ -306,8 +306,13 @@ class StartEvents:
 
 def record_state(lab: LabFleet, host: str) -> str:
     """The state of the host's record of the one run under way there ("" when none)."""
-    records = list(lab.root.glob(f"hosts/{host}/work/runs/*/slots.json"))
-    return str(json.loads(records[0].read_text()).get("state")) if records else ""
+    # The newest run's (run ids sort by time): an interrupted run earlier in the session
+    # may have left its folder there.
+    records = sorted(lab.root.glob(f"hosts/{host}/work/runs/*/slots.json"))
+    try:
+        return str(json.loads(records[-1].read_text()).get("state")) if records else ""
+    except (OSError, ValueError):
+        return ""
 
 
 def test_ssh_outages_are_waited_out_within_the_window_and_resume_collects_after_it(

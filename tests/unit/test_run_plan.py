@@ -166,12 +166,12 @@ def test_secret_never_shows_itself() -> None:
 
 
 def test_token_sources(tmp_path: Path) -> None:
-    assert load_hf_token(None, {"HF_TOKEN": " hf_x "}).reveal() == "hf_x"  # type: ignore[union-attr]
+    assert load_hf_token(None, {"HF_TOKEN": " hf_x_token "}).reveal() == "hf_x_token"  # type: ignore[union-attr]
     assert load_hf_token(None, {}) is None
     token_file = tmp_path / "token"
-    token_file.write_text("hf_file\n")
+    token_file.write_text("hf_file_token\n")
     token_file.chmod(0o600)
-    assert load_hf_token(token_file, {}).reveal() == "hf_file"  # type: ignore[union-attr]
+    assert load_hf_token(token_file, {}).reveal() == "hf_file_token"  # type: ignore[union-attr]
     with pytest.raises(BadInput, match="cannot be read"):
         load_hf_token(tmp_path / "missing", {})
 
@@ -191,7 +191,7 @@ INVENTORY = "all:\n  hosts:\n    gpu-a:\n      ansible_host: 127.0.0.254\n"
 def test_bad_run_input_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch,
                                       args: list[str], words: str) -> None:
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     inventory = tmp_path / "inv.yml"
     inventory.write_text(INVENTORY)
     runs = tmp_path / "runs"
@@ -220,7 +220,7 @@ def test_gated_model_without_token(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_unreadable_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     assert main(["run", "-i", str(tmp_path / "missing.yml"), "--model",
                  "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "8"]) == 2
     assert "does not exist" in capsys.readouterr().err

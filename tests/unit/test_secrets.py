@@ -184,3 +184,14 @@ def test_restart_leaves_no_secret_in_the_process_environment_block() -> None:
     result = json.loads(done.stdout)
     assert result == {"in_block": False, "taken": {"HF_TOKEN": CANARY, "X_API_KEY": "k1"},
                       "left": []}
+
+
+def test_a_token_too_short_to_be_one_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="HF_TOKEN holds 1 character"):
+        load_hf_token(None, {"HF_TOKEN": "x"})
+    short = tmp_path / "token"
+    short.write_text("abc\n")
+    short.chmod(0o600)
+    with pytest.raises(BadInput, match="too short for a Hugging Face token"):
+        load_hf_token(short)
+    assert load_hf_token(None, {"HF_TOKEN": "hf_" + "a" * 34}) is not None
