@@ -1,7 +1,9 @@
-"""``fleetbench_waves``: which slots run together, planned by fleetbench's Python."""
+"""The benchmark role's filters: which slots run together, each slot's environment, the
+run.sh layout's config — all computed by fleetbench's Python."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -9,16 +11,19 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 
-def _planning() -> ModuleType:
-    """fleetbench's planning module, or the error that says how to get it."""
+def _fleetbench(name: str) -> ModuleType:
+    """fleetbench's module ``name``, or the error that says how to get it."""
     try:
-        from fleetbench import plan
+        return importlib.import_module(f"fleetbench.{name}")
     except ImportError as exc:
         raise AnsibleFilterError(
             "fleetbench is not importable on this controller: install it in the Python "
             "that runs ansible-playbook"
         ) from exc
-    return plan
+
+
+def _planning() -> ModuleType:
+    return _fleetbench("plan")
 
 
 def fleetbench_waves(slots: list[dict[str, Any]], scenario: str, available_gpus: int,
@@ -44,9 +49,22 @@ def fleetbench_slot_env(env: dict[str, Any], overrides: dict[str, Any],
     return {**merged, "HIP_VISIBLE_DEVICES": str(hip_visible_devices)}
 
 
+def fleetbench_mad_config(model: str, gpus: int, dtype: str, scenario: str) -> str:
+    """run_vllm.py's config for ``model`` at TP ``gpus`` in ``dtype``, ``scenario``'s points
+    (MAD's run.sh layout)."""
+    try:
+        # Plain str: Ansible hands over its own string types, which YAML cannot represent.
+        config: str = _fleetbench("mad_era").run_config(str(model), int(gpus), str(dtype),
+                                                        str(scenario))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+    return config
+
+
 class FilterModule:
     """fleetbench's filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         """Name → filter."""
-        return {"fleetbench_waves": fleetbench_waves, "fleetbench_slot_env": fleetbench_slot_env}
+        return {"fleetbench_waves": fleetbench_waves, "fleetbench_slot_env": fleetbench_slot_env,
+                "fleetbench_mad_config": fleetbench_mad_config}
