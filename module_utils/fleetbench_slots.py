@@ -322,7 +322,17 @@ class Supervisor:
             if not running:
                 return
             containers = [self.record["slots"][n]["container"] for n in running]
-            states = container_states(containers)
+            try:
+                states = container_states(containers)
+            except OSError as exc:
+                # A Docker engine restarting (or hung) is no reason to abandon the run: its
+                # slots are looked at again once it answers, and the record says why meanwhile.
+                self.engine_unanswered(str(exc))
+                self.sleep(self.poll_s)
+                continue
+            if self.record.pop("engine_error", None):
+                self.log("the Docker engine answers again")
+                self.save()
             changed = False
             for name in running:
                 slot = self.record["slots"][name]
@@ -339,6 +349,15 @@ class Supervisor:
             if changed:
                 continue
             self.sleep(self.poll_s)
+
+    def engine_unanswered(self, error):
+        """Note (once per outage) that the engine does not answer; the heartbeat goes on."""
+        if not self.record.get("engine_error"):
+            self.record["engine_error"] = {"since": now(), "error": error[-500:]}
+            self.log(error)
+            self.save()
+        else:
+            self.save(force=False)
 
     def stop(self, signum=None, frame=None):
         """SIGTERM: start nothing more (clean-up removes the containers)."""

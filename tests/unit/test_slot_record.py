@@ -145,3 +145,35 @@ def test_what_a_run_with_every_vllm_call_failed_leaves_has_no_rows(slots: Module
     (scripts / "perf_Llama-3.1-8B-Instruct.csv").write_text("\n")  # pandas' empty table
     assert slots.report_rows(str(tmp_path / "slot0")) == 0
     assert slots.report_rows(str(tmp_path / "missing")) == 0
+
+
+def test_the_supervisor_waits_out_a_docker_engine_that_does_not_answer(
+        slots: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Docker CLI is the boundary: an engine restarting answers nothing for two looks,
+    # then shows the slot's container exited.
+    answers = iter([
+        (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."),
+        (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."),
+        (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."),
+        (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."),
+        (0, "/fleetbench-r-h-slot0 exited 0 false 2026-12-03T17:00:22.1Z "
+            "2026-12-03T17:09:02.5Z\n", ""),
+    ])
+    monkeypatch.setattr(slots, "docker", lambda args, timeout=120: next(answers))
+    record = _record(slots, slot0="running")
+    record["slots"]["slot0"]["started"] = "2026-12-03T17:00:22Z"
+    slots.write_record(str(tmp_path), record)
+    seen: list[dict[str, object]] = []
+
+    def sleep(_seconds: float) -> None:
+        seen.append(dict(slots.read_record(str(tmp_path)).get("engine_error") or {}))
+
+    supervisor = slots.Supervisor(str(tmp_path), clock=lambda: 0.0, sleep=sleep)
+    supervisor.wait_wave(["slot0"])
+    # Two looks without an answer (inspect, then ps to tell a missing container from a
+    # silent engine): the record said why while it waited, and the slot then settled.
+    assert len(seen) == 2 and all("Cannot connect" in str(e.get("error")) for e in seen)
+    final = slots.read_record(str(tmp_path))
+    assert "engine_error" not in final
+    assert (final["slots"]["slot0"]["state"], final["slots"]["slot0"]["exit_code"]) == (
+        "exited", 0)
