@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest "$@"
+# Two workers (FLEETBENCH_TEST_WORKERS): the lab tests spend most of their time waiting on
+# SSH, containers and timers, so a second worker runs while the first waits. Tests
+# sharing a module-wide lab carry an xdist_group mark and stay on one worker; each worker
+# brings its labs up on addresses of its own (tests/integration/conftest.py).
+.venv/bin/python -m pytest -n "${FLEETBENCH_TEST_WORKERS:-2}" --dist loadgroup --durations=15 "$@"

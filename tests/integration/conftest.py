@@ -15,10 +15,28 @@ from tests.conftest import run_cli
 # two test sessions on one machine (or a lab a developer keeps running) never collide.
 LAB_NET = os.environ.get("FLEETBENCH_TEST_LAB_NET", "127.0")
 
+#: Lab numbers each pytest-xdist worker owns: worker gw<k> uses 1 + k·LABS_PER_WORKER and up,
+#: so labs of parallel workers never share an address.
+LABS_PER_WORKER = 16
+
+
+def _worker_index() -> int:
+    """This process's pytest-xdist worker number (0 without xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
 
 #: Where this test session's labs live (pytest's base temporary folder): other sessions'
 #: labs on the machine run containers of their own.
 SESSION_ROOT: list[Path] = []
+
+
+def of_this_session(mounts: object) -> bool:
+    """Whether a container (by its ``Mounts`` from the Docker API) belongs to this session:
+    its bind mounts are under the session's labs. Other sessions, and the other xdist
+    worker, run lab hosts of the same names on the same engine."""
+    sources = [str(m.get("Source", "")) for m in mounts or () if isinstance(m, dict)]
+    return any(source.startswith(str(root)) for root in SESSION_ROOT for source in sources)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,8 +45,9 @@ def _session_root(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def lab_address(lab: int) -> str:
-    """The first host address of the test session's lab number ``lab``."""
-    return f"{LAB_NET}.{lab}.11"
+    """The first host address of the test session's lab number ``lab`` (1 … LABS_PER_WORKER)."""
+    assert 1 <= lab < LABS_PER_WORKER, lab
+    return f"{LAB_NET}.{lab + _worker_index() * LABS_PER_WORKER}.11"
 
 
 class LabFleet:

@@ -20,7 +20,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.integration.conftest import LabFleet, _lab, lab_address
 
-pytestmark = pytest.mark.lab
+# One lab for the whole module: its tests stay on one pytest-xdist worker.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hostkeys")]
 
 TOKEN = "hf_HOSTKEY_canary_0b1c2d3e4f"
 

@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import FLEETBENCH, run_cli
 from tests.integration.conftest import LabFleet, _lab, lab_address
 
-pytestmark = pytest.mark.lab
+# One lab for the whole module: its tests stay on one pytest-xdist worker.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("partition_apply")]
 
 HOSTS = ("lab01", "lab02", "lab03")
 TARGET = ("--compute", "CPX", "--memory", "NPS4")

@@ -15,6 +15,9 @@ from fleetbench.reports import render
 from tests.unit.report_fleet.fleet_runs import Edit, HostSpec, healthy_fleet, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
+# One report for the whole module: its tests stay on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("report_html")
+
 HOSTS = ("lab01", "lab02", "lab03", "lab04", "lab05")
 
 

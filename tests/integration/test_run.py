@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from tests.conftest import FLEETBENCH, run_cli
-from tests.integration.conftest import SESSION_ROOT, LabFleet
+from tests.integration.conftest import LabFleet, of_this_session
 
 pytestmark = pytest.mark.lab
 
@@ -53,9 +53,7 @@ def fleetbench_containers() -> list[str]:
     try:
         listed = client.api.containers(all=True, filters={"label": "fleetbench.run"})
         # This session's: their bind mounts are under its labs (others may run beside it).
-        return [c["Names"][0].lstrip("/") for c in listed
-                if any(str(m.get("Source", "")).startswith(str(root)) for root in SESSION_ROOT
-                       for m in c.get("Mounts") or ())]
+        return [c["Names"][0].lstrip("/") for c in listed if of_this_session(c.get("Mounts"))]
     finally:
         client.close()
 

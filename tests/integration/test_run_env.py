@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import FLEETBENCH
-from tests.integration.conftest import LabFleet
+from tests.integration.conftest import LabFleet, of_this_session
 from tests.integration.test_run import MODEL, run_env, stop
 
 pytestmark = pytest.mark.lab
@@ -40,6 +40,8 @@ def test_container_env_from_inventory_and_cli(run_lab: LabFleet, tmp_path: Path)
         while len(seen) < 2 and proc.poll() is None and time.monotonic() < deadline:
             for container in client.containers.list(
                     filters={"label": ["fleetbench.host=lab01", "fleetbench.slot"]}):
+                if not of_this_session(container.attrs.get("Mounts")):
+                    continue  # another session's lab01
                 env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
                 seen[container.labels["fleetbench.slot"]] = env
             time.sleep(0.2)
