@@ -7,8 +7,9 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from fleetbench.reports.fleet import collect_run
+from fleetbench.reports.fleet_report import FleetReport
+from fleetbench.reports.outputs import render_json, report_data
 from fleetbench.reports.records import Record
-from fleetbench.reports.render import FleetReport, render_json, report_data
 from fleetbench.reports.stats import analyse
 from tests.unit.report_fleet.fleet_runs import Edit, HostSpec, healthy_fleet, write_run
 
