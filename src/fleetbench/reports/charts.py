@@ -12,8 +12,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import markupsafe
-
 from fleetbench.reports.fleet import HostRecord
 from fleetbench.reports.fleet_report import FleetReport, median_of, slot_serials
 from fleetbench.reports.formatting import format_number, format_percent
@@ -56,38 +54,6 @@ class BarChart:
     #: Which hosts a chart of the summarised page shows ("" when it shows every host).
     note: str = ""
 
-    @property
-    def bars_html(self) -> markupsafe.Markup:
-        """The bars as SVG, exactly what a Jinja loop over them wrote, built in Python."""
-        left, unit, row = self.left, _html(self.unit), self.row_height
-        parts: list[str] = []
-        for bar in self.bars:
-            dots = "".join(f"; {_html(slot)} {_html(format_number(value))}"
-                           for _, slot, value in bar.dots)
-            outlier = " — outlier" if bar.outlier else ""
-            note = f" — {bar.note}" if bar.note else ""
-            parts.append(
-                f'    <g class="bar{" outlier" if bar.outlier else ""}">\n'
-                f"      <title>{_html(bar.host)}: {_html(format_number(bar.value))} {unit}"
-                f"{dots}{outlier}{_html(note)}</title>\n"
-                f'      <text x="{left - 6}" y="{bar.y + row - 6}" text-anchor="end"'
-                f' class="label">{_html(bar.host)}</text>\n')
-            if bar.width is not None:
-                parts.append(f'      <rect x="{left}" y="{bar.y + 2}" width="{bar.width}"'
-                             f' height="{row - 5}" class="fill"/>\n')
-                cy = bar.y + (row - 1) / 2
-                parts.extend(f'      <circle cx="{left + x}" cy="{cy}" r="2.5" class="dot"/>\n'
-                             for x, _, _ in bar.dots)
-                value_note = f" ({bar.note})" if bar.note else ""
-                parts.append(f'      <text x="{left + bar.width + 4}" y="{bar.y + row - 6}"'
-                             f' class="value">{_html(format_number(bar.value))}'
-                             f"{_html(value_note)}</text>\n")
-            else:
-                parts.append(f'      <text x="{left + 4}" y="{bar.y + row - 6}"'
-                             f' class="value bad">{_html(bar.note or "no result")}</text>\n')
-            parts.append("    </g>\n")
-        return _markup("".join(parts))
-
 
 @dataclass(frozen=True)
 class HeatCell:
@@ -113,29 +79,6 @@ class HeatMap:
     columns: tuple[tuple[int, str], ...]
     cells: tuple[HeatCell, ...]
 
-    @property
-    def cells_html(self) -> markupsafe.Markup:
-        """The cells as SVG, exactly what a Jinja loop over them wrote, built in Python.
-
-        A large fleet has hundreds of thousands of cells: per-cell template logic and
-        escaping dominated the page's rendering.
-        """
-        side = self.cell - 1
-        half = side / 2
-        size = f'" width="{side}" height="{side}" fill="'
-        parts: list[str] = []
-        for cell in self.cells:
-            parts.append(f'  <g>\n    <title>{_html(cell.title)}</title>\n'
-                         f'    <rect x="{cell.x}" y="{cell.y}{size}{_html(cell.fill)}"'
-                         ' class="cell"/>\n')
-            if cell.mark:
-                light = " light" if cell.mark == "×" else ""
-                parts.append(f'    <text x="{cell.x + half}" y="{cell.y + self.cell - 4}"'
-                             f' text-anchor="middle" class="mark{light}">{_html(cell.mark)}'
-                             '</text>\n')
-            parts.append("  </g>\n")
-        return _markup("".join(parts))
-
 
 @dataclass(frozen=True)
 class Sparkline:
@@ -149,17 +92,6 @@ class Sparkline:
     last_value: float | None
     change: float | None
     titles: tuple[tuple[float, float, str], ...]
-
-
-def _html(value: object) -> str:
-    """``value`` as Jinja's autoescape prints it (markupsafe's escaping), as a plain str."""
-    return (str(value).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
-            .replace("'", "&#39;").replace('"', "&#34;"))
-
-
-def _markup(html: str) -> markupsafe.Markup:
-    """Mark SVG/HTML built by the ``*_html`` properties as safe: they escape every value."""
-    return markupsafe.Markup(html)  # noqa: S704 - each interpolated value went through _html
 
 
 def heat_colour(gap: float) -> str:

@@ -20,15 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import markupsafe
-
 from fleetbench.reports.charts import (
     Bar,
     BarChart,
     HeatCell,
     HeatMap,
-    _html,
-    _markup,
     axis_labels,
     bar_charts,
     heat_colour,
@@ -56,12 +52,6 @@ class PivotRow:
     label: str
     unit: str
     cells: tuple[tuple[str, str], ...]
-
-    @property
-    def cells_html(self) -> markupsafe.Markup:
-        """The row's ``<td>`` cells, built in Python (a large fleet has thousands per row)."""
-        return _markup("".join(f'<td class="num {_html(css)}">{_html(text)}</td>'
-                                for text, css in self.cells))
 
 
 @dataclass(frozen=True)
