@@ -23,9 +23,9 @@ from fleetbench.errors import BadInput
 from fleetbench.reports import FORMATS, latest_per_configuration, parse_file
 from fleetbench.reports.build import DEFAULT, HistoryChoice, build_report
 from fleetbench.reports.fleet_report import DEFAULT_FORMATS, OUTPUT_FILES, FleetReport, host_rows
+from fleetbench.reports.gate import GateOptions
 from fleetbench.reports.outputs import parse_formats, report_data
 from fleetbench.reports.records import Record
-from fleetbench.reports.stats import GateOptions
 
 _ERAS = ", ".join(FORMATS)
 _REASONS_SHOWN = 5

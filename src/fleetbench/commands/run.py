@@ -17,7 +17,7 @@ from fleetbench import run as runs
 from fleetbench.commands import user_path
 from fleetbench.progress import FleetProgress
 from fleetbench.reports.build import DEFAULT, build_report
-from fleetbench.reports.stats import load_thresholds
+from fleetbench.reports.thresholds import load_thresholds
 from fleetbench.secrets import load_hf_token
 
 

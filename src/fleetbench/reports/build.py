@@ -1,7 +1,7 @@
 """Build and write the fleet report of a run: HTML, Markdown, CSV, JSON, Prometheus.
 
 :func:`build_report` is the whole ``fleetbench report build``: collect the run
-(:mod:`fleetbench.reports.fleet`), compare (:mod:`fleetbench.reports.stats`), store it in
+(:mod:`fleetbench.reports.fleet`), compare (:mod:`fleetbench.reports.analysis`), store it in
 the history database (:mod:`fleetbench.history`) and write the outputs under
 ``RUN/report/`` (:mod:`fleetbench.reports.page`, :mod:`fleetbench.reports.outputs`,
 :mod:`fleetbench.reports.prometheus`).
@@ -20,18 +20,15 @@ from typing import Final, Literal
 from fleetbench import history
 from fleetbench.forked import Forked
 from fleetbench.history import TrendPoint
+from fleetbench.reports.analysis import analyse
 from fleetbench.reports.fleet import HostRecord, collect_run
 from fleetbench.reports.fleet_report import DEFAULT_FORMATS, OUTPUT_FILES, REPORT_DIR, FleetReport
+from fleetbench.reports.gate import GateOptions
 from fleetbench.reports.outputs import parse_formats, write_outputs
 from fleetbench.reports.prometheus import write_prometheus
 from fleetbench.reports.records import Configuration
-from fleetbench.reports.stats import (
-    BaselineRef,
-    GateOptions,
-    analyse,
-    host_facts,
-    load_thresholds,
-)
+from fleetbench.reports.stats import BaselineRef, host_facts
+from fleetbench.reports.thresholds import load_thresholds
 
 
 class DefaultHistory(Enum):
@@ -60,7 +57,7 @@ def build_report(
 
     ``baseline`` is another run directory to compare with; without it the previous
     comparable run of the history database is the baseline. ``thresholds`` is a YAML
-    file (see :func:`fleetbench.reports.stats.load_thresholds`). ``history_db`` is the
+    file (see :func:`fleetbench.reports.thresholds.load_thresholds`). ``history_db`` is the
     SQLite history (``DEFAULT``: :func:`fleetbench.history.default_history_path`; None:
     no history at all). ``prometheus`` is a node_exporter textfile to write. Bad input
     (not a run directory, a bad thresholds file, an unknown format) raises BadInput

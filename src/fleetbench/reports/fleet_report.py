@@ -1,7 +1,7 @@
 """The fleet report of a run and the data every output of it shares.
 
 :class:`FleetReport` is what ``fleetbench report build`` produced: the collected run
-(:mod:`fleetbench.reports.fleet`), its analysis (:mod:`fleetbench.reports.stats`) and the
+(:mod:`fleetbench.reports.fleet`), its analysis (:mod:`fleetbench.reports.analysis`) and the
 files written. The functions here derive what several outputs show alike: the hosts
 table, the missing and outlier groups, a slot's GPU serials, the roofline note, and what
 the HTML and Markdown templates both receive.
@@ -20,10 +20,11 @@ from typing import Any, Final
 
 from fleetbench import __version__
 from fleetbench.history import TrendPoint
+from fleetbench.reports.analysis import FleetAnalysis
 from fleetbench.reports.fleet import FleetRun, HostRecord
 from fleetbench.reports.plausibility import describe_fraction
 from fleetbench.reports.records import METRIC_UNITS, Configuration
-from fleetbench.reports.stats import FleetAnalysis, configuration_dict, describe
+from fleetbench.reports.stats import configuration_dict, describe
 
 REPORT_DIR = "report"
 #: Output formats of ``report build`` and the file each writes under ``RUN/report/``.

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from fleetbench.reports import page
+from fleetbench.reports.analysis import analyse
 from fleetbench.reports.build import build_report
 from fleetbench.reports.fleet import collect_run
 from fleetbench.reports.fleet_report import FleetReport
 from fleetbench.reports.page import PageLimits, summarised
-from fleetbench.reports.stats import analyse
 from tests.unit.report_fleet.fleet_runs import (
     CONFIGURATIONS,
     Edit,
