@@ -72,7 +72,7 @@ def fresh(run_dir: Path, history: Path, start_from: Path | None = None) -> None:
 
 def build(run_dir: Path, history: Path) -> None:
     """The whole `fleetbench report build`."""
-    from fleetbench.reports.render import build_report
+    from fleetbench.reports.build import build_report
 
     build_report(run_dir, history_db=history)
 

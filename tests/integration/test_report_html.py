@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleetbench.cli import main
-from fleetbench.reports import render
+from fleetbench.reports import page as html_page
 from tests.unit.report_fleet.fleet_runs import Edit, HostSpec, healthy_fleet, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -102,7 +102,7 @@ def test_screenshot_renders_without_console_errors(report_page: Path, tmp_path: 
 def test_summarised_page_of_a_large_fleet_renders(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # The limits lowered so that a small run gets the large-fleet page.
-    monkeypatch.setattr(render, "PAGE_LIMITS", render.PageLimits(hosts=3, slots=4, rows=2))
+    monkeypatch.setattr(html_page, "PAGE_LIMITS", html_page.PageLimits(hosts=3, slots=4, rows=2))
     hosts = healthy_fleet(6, lab02=HostSpec(factor=0.75), lab04=HostSpec(factor=0.75),
                           lab05=HostSpec(status="unreachable", reports=False))
     run_dir = write_run(tmp_path / "run", hosts)

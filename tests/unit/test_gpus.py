@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetbench.gpus import gpu_model, logical_gpus, parse_visible_devices, slot_gpus
-from fleetbench.lab.gpu import GpuState, physical_gpus, render_host
+from fleetbench.lab.gpu import GpuState, physical_gpus
+from fleetbench.lab.smi import render_host
 from fleetbench.preflight import judge_probe
 from tests.conftest import FIXTURES, module_util
 

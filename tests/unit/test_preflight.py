@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fleetbench.lab import gpu
+from fleetbench.lab import gpu, smi
 from fleetbench.preflight import judge_probe
 from tests.conftest import module_util
 
@@ -24,7 +24,7 @@ def host_utils() -> types.ModuleType:
 def probe(host_utils: types.ModuleType, tmp_path: Path, state: gpu.GpuState,
           **extra: Any) -> dict[str, Any]:
     host_dir = tmp_path / "host"
-    gpu.install_host(host_dir, state, sys.executable)
+    smi.install_host(host_dir, state, sys.executable)
     root = str(host_dir / "root")
     data: dict[str, Any] = {
         "raw": {"sysfs_devices": host_utils.sysfs_devices(root),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from fleetbench import remote
-from fleetbench.lab import gpu
+from fleetbench.lab import gpu, smi
 
 
 def on_host(command: str, data: bytes) -> dict[str, object]:
@@ -22,7 +22,7 @@ def on_host(command: str, data: bytes) -> dict[str, object]:
 
 def test_the_probe_runs_from_stdin_with_the_standard_library_only(tmp_path: Path) -> None:
     host = tmp_path / "host"
-    gpu.install_host(host, gpu.GpuState(), sys.executable)
+    smi.install_host(host, gpu.GpuState(), sys.executable)
     args = {"sysfs_root": str(host / "root"), "rocm_path": str(host / "root/opt/rocm"),
             "disk_path": str(tmp_path), "command_timeout": 30,
             "lock_path": str(tmp_path / "work/lock"), "lock_run_id": "run-a"}
@@ -97,7 +97,7 @@ class _Action:
 
 def test_run_probe_pipes_or_falls_back_to_the_module(tmp_path: Path) -> None:
     host = tmp_path / "host"
-    gpu.install_host(host, gpu.GpuState(), sys.executable)
+    smi.install_host(host, gpu.GpuState(), sys.executable)
     args = {"sysfs_root": str(host / "root"), "rocm_path": str(host / "root/opt/rocm"),
             "container_filters": ["label=x"]}
     piped = _Action(pipelining=True)

@@ -21,8 +21,8 @@ from fleetbench.history import (
     prune_records,
     trends,
 )
+from fleetbench.reports.formatting import format_number
 from fleetbench.reports.records import METRIC_UNITS, METRICS, SCENARIOS, Configuration
-from fleetbench.reports.render import format_number
 from fleetbench.reports.stats import describe, short_label
 
 

@@ -2,7 +2,7 @@
 
 ``report`` is a group: each action is one sub-command added by its own ``_add_<action>``
 function listed in :data:`ACTIONS`: ``parse`` (MAD files to canonical records) and
-``build`` (the fleet report of a run directory, :func:`fleetbench.reports.render.build_report`).
+``build`` (the fleet report of a run directory, :func:`fleetbench.reports.build.build_report`).
 """
 
 from __future__ import annotations
@@ -21,19 +21,11 @@ from rich.table import Table
 from fleetbench.commands import user_path
 from fleetbench.errors import BadInput
 from fleetbench.reports import FORMATS, latest_per_configuration, parse_file
+from fleetbench.reports.build import DEFAULT, HistoryChoice, build_report
+from fleetbench.reports.fleet_report import DEFAULT_FORMATS, OUTPUT_FILES, FleetReport, host_rows
+from fleetbench.reports.gate import GateOptions
+from fleetbench.reports.outputs import parse_formats, report_data
 from fleetbench.reports.records import Record
-from fleetbench.reports.render import (
-    DEFAULT,
-    DEFAULT_FORMATS,
-    OUTPUT_FILES,
-    FleetReport,
-    HistoryChoice,
-    build_report,
-    host_rows,
-    parse_formats,
-    report_data,
-)
-from fleetbench.reports.stats import GateOptions
 
 _ERAS = ", ".join(FORMATS)
 _REASONS_SHOWN = 5

@@ -16,8 +16,8 @@ from fleetbench import plan as planning
 from fleetbench import run as runs
 from fleetbench.commands import user_path
 from fleetbench.progress import FleetProgress
-from fleetbench.reports.render import DEFAULT, build_report
-from fleetbench.reports.stats import load_thresholds
+from fleetbench.reports.build import DEFAULT, build_report
+from fleetbench.reports.thresholds import load_thresholds
 from fleetbench.secrets import load_hf_token
 
 

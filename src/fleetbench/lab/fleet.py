@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from fleetbench.errors import LabError
-from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT, gpu, hub, image, mad, services
+from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT, gpu, hub, image, mad, services, smi
 
 LAB_FILE = "lab.json"
 BENCH_MODES = ("ok", "fail", "hang", "slow")
@@ -312,7 +312,7 @@ def up(root: Path, hosts: int = 3, first_address: str = DEFAULT_FIRST_ADDRESS,
         host_dir.mkdir(parents=True, exist_ok=True)
         state_file = host_dir / GPU_STATE_FILE
         if not state_file.exists():
-            gpu.install_host(host_dir, gpu.GpuState(), sys.executable)
+            smi.install_host(host_dir, gpu.GpuState(), sys.executable)
             write_bench_env(host_dir, {"host": name, "mode": "ok", "factor": "1.0", "slow_s": "2"})
         host.pid = services.start_sshd(lab.sshd_host(host), [str(host_dir / "bin")])
         lab.save()
@@ -409,7 +409,7 @@ def set_host(root: Path, name: str, assignments: Sequence[str]) -> dict[str, Any
         with gpu.state_lock(host_dir):
             state = gpu.GpuState.load(host_dir / GPU_STATE_FILE).with_settings(gpu_settings)
             state.save(host_dir / GPU_STATE_FILE)
-            gpu.render_host(host_dir, state)
+            smi.render_host(host_dir, state)
     bench = {k: v for k, v in settings.items() if k in BENCH_KEYS}
     if bench:
         write_bench_env(host_dir, _bench_settings(bench, read_bench_env(host_dir)))

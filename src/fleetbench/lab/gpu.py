@@ -1,4 +1,6 @@
-"""The simulated MI300X GPUs of one lab host: state, sysfs/KFD tree and the SMI wrappers.
+"""The simulated MI300X GPUs of one lab host: state, sysfs/KFD tree and the SMI answers.
+
+The simulated tools and their bin/ wrappers are in :mod:`fleetbench.lab.smi`.
 
 A host directory holds::
 
@@ -26,7 +28,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import tempfile
 import uuid
@@ -264,7 +265,7 @@ class GpuState:
 
     def save(self, path: Path) -> None:
         """Write the state atomically (readers never see a half-written file)."""
-        _write_atomic(path, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        write_atomic(path, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
     def with_settings(self, settings: Mapping[str, str]) -> GpuState:
         """Return the state after ``fleetbench lab set HOST key=value...`` (keys: GPU_SETTING_KEYS).
@@ -317,7 +318,7 @@ class GpuState:
         return dataclasses.replace(self, **changes)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -689,18 +690,14 @@ def _render_pci(sys_dir: Path, state: GpuState, devices: tuple[LogicalGpu, ...],
             _link(sys_dir / "class" / "drm" / name, f"../../devices/platform/{xcp}/drm/{name}")
 
 
-def render_host(host_dir: Path, state: GpuState) -> None:
-    """(Re)write ``host_dir/root`` and the answers of ANSWERED_QUERIES for ``state``.
+def render_tree(host_dir: Path, state: GpuState) -> None:
+    """(Re)write ``host_dir/root`` for ``state``: the sysfs partition files, DRM nodes, KFD
+    topology and ROCm version.
 
-    ``root`` holds the sysfs partition files, DRM nodes, KFD topology and ROCm version. The
-    sys tree is built beside the old one and swapped in, so a mode change leaves no stale
-    nodes and readers never see a half-written tree. Call it after saving ``state``, under
-    :func:`state_lock`: the answers are only kept when ``state`` is the saved one.
+    The sys tree is built beside the old one and swapped in, so a mode change leaves no stale
+    nodes and readers never see a half-written tree. The simulated tools' answers are
+    rendered with it by :func:`fleetbench.lab.smi.render_host`.
     """
-    # smi imports this module, so it is imported at call time.
-    from fleetbench.lab import smi
-
-    write_answers(host_dir, smi.answer_queries(host_dir, state))
     root = host_dir / "root"
     root.mkdir(parents=True, exist_ok=True)
     seed = host_seed(host_dir)
@@ -721,7 +718,7 @@ def render_host(host_dir: Path, state: GpuState) -> None:
         if staging.exists():
             shutil.rmtree(staging)
     release = state.release
-    _write_atomic(
+    write_atomic(
         root / "opt" / "rocm" / ".info" / "version", f"{release.version}-{release.build}\n"
     )
 
@@ -762,7 +759,7 @@ def write_answers(host_dir: Path, answers: Mapping[str, SmiAnswer] | None) -> No
             (generation / f"{name}.out").write_text(answer.out)
             (generation / f"{name}.err").write_text(answer.err)
             (generation / f"{name}.rc").write_text(f"{answer.code}\n")
-        _write_atomic(current, keep + "\n")
+        write_atomic(current, keep + "\n")
     for old in folder.iterdir():
         if old.is_dir() and old.name != keep:
             shutil.rmtree(old, ignore_errors=True)
@@ -796,78 +793,3 @@ def _swap_in(staging: Path, target: Path) -> None:
                 shutil.rmtree(old)
         return
     raise LabError(f"cannot replace {target} — another process keeps rewriting it")
-
-
-_SIMULATOR = """#!{python}
-# fleetbench lab: simulated {tool} of the host in {host_dir}
-import sys
-from pathlib import Path
-
-from fleetbench.lab.smi import main
-
-sys.exit(main({tool!r}, sys.argv[1:], Path({host_dir!r})))
-"""
-
-# POSIX sh (no Python start) for the queries in ANSWERED_QUERIES; {match} sets `answer`.
-_WRAPPER = """#!/bin/sh
-# fleetbench lab: simulated {tool} of the host in {host_dir}
-# The check probe's read-only queries print the outputs rendered at the last state change
-# ({answers}); everything else runs the Python simulator.
-answer=
-{match}
-if [ -n "$answer" ] && read -r generation 2>/dev/null <{answers}/{current}; then
-    # All three files are opened before anything is printed: a generation never changes once
-    # named in {current}, and one removed by a newer state change fails an open instead.
-    dir={answers}/"$generation"
-    opened=
-    {{ opened=yes; read -r code <&3; cat <&4 || code=1; cat <&5 >&6; }} \\
-        6>&2 2>/dev/null 3<"$dir/$answer.rc" 4<"$dir/$answer.out" 5<"$dir/$answer.err"
-    if [ -n "$opened" ]; then
-        exit "${{code:-1}}"
-    fi
-fi
-exec {python} {simulator} "$@"
-"""
-
-
-def _wrapper_match(tool: str) -> str:
-    """sh that sets ``answer`` when the arguments are exactly one of the tool's queries."""
-    lines = []
-    for query_tool, argv in ANSWERED_QUERIES:
-        if query_tool != tool:
-            continue
-        tests = [f"[ $# -eq {len(argv)} ]"]
-        tests += [f'[ "${index}" = {shlex.quote(arg)} ]' for index, arg in enumerate(argv, 1)]
-        answer = shlex.quote(answer_name(tool, argv))
-        lines += [f"if {' && '.join(tests)}; then", f"    answer={answer}", "fi"]
-    return "\n".join(lines)
-
-
-def install_host(host_dir: Path, state: GpuState, python: str) -> None:
-    """Save ``state``, render the host's tree and write ``bin/rocm-smi`` and ``bin/amd-smi``.
-
-    ``python`` is the interpreter the simulator runs with; it must import fleetbench.
-    """
-    host_dir = host_dir.resolve()
-    with state_lock(host_dir):
-        state.save(host_dir / STATE_FILE)
-        render_host(host_dir, state)
-    bin_dir = host_dir / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    for tool in ("rocm-smi", "amd-smi"):
-        simulator = bin_dir / f".{tool}.py"
-        _write_atomic(
-            simulator, _SIMULATOR.format(python=python, tool=tool, host_dir=str(host_dir))
-        )
-        simulator.chmod(0o755)
-        wrapper = _WRAPPER.format(
-            tool=tool,
-            host_dir=host_dir,
-            answers=shlex.quote(str(host_dir / ANSWERS_DIR)),
-            current=ANSWERS_CURRENT,
-            match=_wrapper_match(tool),
-            python=shlex.quote(python),
-            simulator=shlex.quote(str(simulator)),
-        )
-        _write_atomic(bin_dir / tool, wrapper)
-        (bin_dir / tool).chmod(0o755)

@@ -3,7 +3,7 @@
 :func:`collect_run` reads ``manifest.json``, each host's ``preflight.json`` and every MAD
 report under ``hosts/<host>/slot<k>/`` into a :class:`FleetRun`: one :class:`HostRecord`
 (host, slot, canonical record) per measured metric. :mod:`fleetbench.reports.stats`
-compares them; :func:`fleetbench.reports.render.build_report` is the whole
+compares them; :func:`fleetbench.reports.build.build_report` is the whole
 ``fleetbench report build``.
 
 A slot folder holds the same measurements twice: MAD's summary ``*_report.csv`` files and

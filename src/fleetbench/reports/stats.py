@@ -1,4 +1,4 @@
-"""Fleet statistics, outliers, thresholds, baseline comparison and the gate of a run.
+"""Fleet statistics, outliers, missing results, baseline comparison and drift of a run.
 
 The unit of comparison is one GPU slot of one host (``host/slot``): every slot ran the
 same configurations, so every slot is one measurement of the fleet.
@@ -13,36 +13,6 @@ a slot is an outlier when its value is worse than the fleet median by more than
 ``k`` = 3 by default) *and* by more than a minimum relative gap (5 % by default), so a
 very tight fleet does not flag noise.
 
-**Thresholds** come from a YAML file, a list of rules (or a mapping with a
-``thresholds:`` list)::
-
-    - model: Llama-3.1-8B-Instruct    # report name or Hugging Face id; omit = any model
-      scenario: throughput            # latency | throughput | serving; omit = any
-      metric: throughput_total        # required: a FORMATS.md §4 metric name
-      input_len: 128                  # optional filters: tp, batch_size, num_prompts,
-      output_len: 2048                #   max_concurrency, input_len, output_len, dtype
-      min: 9000                       # lowest acceptable value (tok/s here)
-    - metric: latency
-      batch_size: 1
-      max: 2000                       # highest acceptable value (ms)
-      of: median                      # each (default): every slot; median: the fleet median
-
-Per partition mode, so one file serves CPX and SPX fleets: ``compute_partition: CPX``
-and/or ``memory_partition: NPS4`` limit a rule to hosts in that mode; ``scale_from: SPX``
-says the bounds were measured on whole GPUs and scales them to each host's mode by the
-partition's share of a GPU (1/8 in CPX: a ``min`` throughput x 1/8, a ``max`` latency x 8).
-A median rule of either kind takes the median of each mode's hosts::
-
-    - scenario: throughput
-      metric: throughput_total
-      input_len: 128
-      output_len: 128
-      min: 9000                       # on an SPX GPU; 1125 on a CPX partition
-      scale_from: SPX
-
-A rule needs ``metric`` and ``min`` and/or ``max``. Unknown keys, metrics or scenarios
-are bad input (exit 2). A rule that matches no result is reported, not failed.
-
 **Baseline.** A configuration regresses when its fleet median is worse than the
 baseline's by more than the tolerance (5 % by default).
 
@@ -50,36 +20,26 @@ baseline's by more than the tolerance (5 % by default).
 slots, every configuration the fleet measured: a result a planned slot lacks is missing,
 also when its host was unreachable or skipped and ran nothing.
 
-**Gate** (exit 1 when it fails): a host that did not end ``ok``, a planned result
-missing, a threshold violated, a regression against the baseline, or no benchmark result
-at all; outliers only with ``fail_on_outliers``. Failed measurements (value null) and
-drift are findings shown in the report. So ``report build`` on its own (a nightly job, an
-AWX workflow) fails exactly where ``fleetbench run`` does.
+Thresholds are in :mod:`fleetbench.reports.thresholds`, the gate in
+:mod:`fleetbench.reports.gate`, and :func:`fleetbench.reports.analysis.analyse` puts
+them all together.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fleetbench.errors import BadInput
 from fleetbench.reports.fleet import (
     HOST_LEVEL_SLOT,
     FleetRun,
     HostInfo,
     HostRecord,
-    ReadProblem,
-    model_name,
 )
-from fleetbench.reports.plausibility import Implausible, Plausibility, assess
 from fleetbench.reports.records import (
     CONFIGURATION_KEYS,
     METRIC_UNITS,
@@ -87,21 +47,12 @@ from fleetbench.reports.records import (
     SCENARIOS,
     Configuration,
 )
-from fleetbench.roofline import partition_share
 
 #: Scale from the median absolute deviation to a standard deviation (normal data).
 MAD_SCALE = 1.4826
 #: Fewest measured slots for an outlier verdict: with two, nobody can say which is off.
 MIN_OUTLIER_SAMPLE = 3
 
-_FILTER_KEYS = ("tp", "batch_size", "num_prompts", "max_concurrency", "input_len",
-                "output_len", "dtype")
-_INT_FILTERS = frozenset(_FILTER_KEYS) - {"dtype"}
-_MODE_KEYS = ("compute_partition", "memory_partition")
-_RULE_KEYS = frozenset({"model", "scenario", "metric", "min", "max", "of", "scale_from",
-                        *_FILTER_KEYS, *_MODE_KEYS})
-_COMPUTE_MODES = ("SPX", "DPX", "QPX", "CPX")
-_MEMORY_MODES = ("NPS1", "NPS4")
 _INDEX = {key: i for i, key in enumerate(CONFIGURATION_KEYS)}
 
 
@@ -212,11 +163,11 @@ def fleet_statistics(rows: Iterable[HostRecord]) -> list[ConfigurationStats]:
 
     Failed measurements (value None) are counted in ``failed`` and left out of the numbers.
     """
-    return _statistics(_groups(rows))
+    return statistics_of_groups(configuration_groups(rows))
 
 
 @dataclass(frozen=True)
-class _Group:
+class ConfigurationGroup:
     """One configuration's rows, their values (None = failed) and host slots, in row order."""
 
     rows: list[HostRecord]
@@ -224,23 +175,25 @@ class _Group:
     members: set[tuple[str, str]]
 
 
-def _groups(rows: Iterable[HostRecord]) -> dict[Configuration, _Group]:
+def configuration_groups(rows: Iterable[HostRecord]) -> dict[Configuration, ConfigurationGroup]:
     """:func:`group_by_configuration` with each group's values and host slots: one pass
     over a large run's rows for statistics, outliers and missing results."""
-    groups: dict[Configuration, _Group] = {}
+    groups: dict[Configuration, ConfigurationGroup] = {}
     for row in rows:
         record = row.record
         configuration = record.configuration
         group = groups.get(configuration)
         if group is None:
-            group = groups[configuration] = _Group([], [], set())
+            group = groups[configuration] = ConfigurationGroup([], [], set())
         group.rows.append(row)
         group.values.append(record.value)
         group.members.add((row.host, row.slot))
     return {key: groups[key] for key in sorted(groups, key=_sort_key)}
 
 
-def _statistics(groups: Mapping[Configuration, _Group]) -> list[ConfigurationStats]:
+def statistics_of_groups(
+        groups: Mapping[Configuration, ConfigurationGroup]) -> list[ConfigurationStats]:
+    """:func:`fleet_statistics` of rows already grouped by :func:`configuration_groups`."""
     result: list[ConfigurationStats] = []
     for configuration, group in groups.items():
         values = [value for value in group.values if value is not None]
@@ -289,16 +242,17 @@ def find_outliers(
     min_gap: float = 0.05,
 ) -> list[Outlier]:
     """Slots worse than the median by more than ``mads``·MAD·1.4826 and by ``min_gap``."""
-    return _outliers(_groups(rows), stats, mads=mads, min_gap=min_gap)
+    return outliers_of_groups(configuration_groups(rows), stats, mads=mads, min_gap=min_gap)
 
 
-def _outliers(
-    groups: Mapping[Configuration, _Group],
+def outliers_of_groups(
+    groups: Mapping[Configuration, ConfigurationGroup],
     stats: Sequence[ConfigurationStats],
     *,
     mads: float,
     min_gap: float,
 ) -> list[Outlier]:
+    """:func:`find_outliers` of rows already grouped by :func:`configuration_groups`."""
     by_configuration = {s.configuration: s for s in stats}
     outliers: list[Outlier] = []
     for configuration, group in groups.items():
@@ -377,11 +331,11 @@ def find_missing(run: FleetRun) -> list[MissingResult]:
     have: dict[Configuration, set[tuple[str, str]]] = defaultdict(set)
     for row in run.rows:
         have[row.record.configuration].add((row.host, row.slot))
-    return _missing(run, {key: have[key] for key in sorted(have, key=_sort_key)})
+    return missing_of_groups(run, {key: have[key] for key in sorted(have, key=_sort_key)})
 
 
-def _missing(run: FleetRun, have: Mapping[Configuration, set[tuple[str, str]]],
-             ) -> list[MissingResult]:
+def missing_of_groups(run: FleetRun, have: Mapping[Configuration, set[tuple[str, str]]],
+                      ) -> list[MissingResult]:
     """:func:`find_missing` from the host slots of each configuration (in statistics order)."""
     slots = expected_slots(run)
     expected = set(slots)
@@ -400,259 +354,6 @@ def _missing(run: FleetRun, have: Mapping[Configuration, set[tuple[str, str]]],
 def failed_measurements(rows: Iterable[HostRecord]) -> list[HostRecord]:
     """Records whose value is null: the measurement failed (never a zero)."""
     return [row for row in rows if row.record.value is None]
-
-
-# --- thresholds ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """One rule of a thresholds file: which results it applies to and the bounds."""
-
-    metric: str
-    minimum: float | None = None
-    maximum: float | None = None
-    model: str | None = None
-    scenario: str | None = None
-    filters: tuple[tuple[str, int | str], ...] = ()
-    of: str = "each"
-    name: str = ""
-    #: Only hosts in these partition modes (None: any).
-    compute_partition: str | None = None
-    memory_partition: str | None = None
-    #: The bounds were measured in this compute mode (e.g. SPX): for a host in another
-    #: mode they scale by the partition's share (throughput x share, times / share).
-    scale_from: str | None = None
-
-    @property
-    def mode_aware(self) -> bool:
-        """True when the host's partition mode matters to the rule."""
-        return bool(self.compute_partition or self.memory_partition or self.scale_from)
-
-    def applies_to_mode(self, mode: tuple[str | None, str | None]) -> bool:
-        """True when a host in ``mode`` (compute, memory) is one the rule covers."""
-        compute, memory = mode
-        if self.compute_partition is not None and compute != self.compute_partition:
-            return False
-        if self.memory_partition is not None and memory != self.memory_partition:
-            return False
-        return not (self.scale_from is not None and compute not in _COMPUTE_MODES)
-
-    def for_mode(self, compute: str | None) -> Threshold:
-        """The rule with its bounds scaled from ``scale_from`` to ``compute`` mode."""
-        if self.scale_from is None or compute is None or compute == self.scale_from:
-            return self
-        share = partition_share(compute) / partition_share(self.scale_from)
-        factor = share if higher_is_better(self.metric) else 1 / share
-        return dataclasses.replace(
-            self,
-            minimum=None if self.minimum is None else self.minimum * factor,
-            maximum=None if self.maximum is None else self.maximum * factor,
-            name=f"{self.name} (scaled {self.scale_from}→{compute} x{factor:g})")
-
-    def matches(self, configuration: Configuration) -> bool:
-        """True when the rule applies to ``configuration``."""
-        if configuration[_INDEX["metric"]] != self.metric:
-            return False
-        if self.model is not None and configuration[_INDEX["model"]] != self.model:
-            return False
-        if self.scenario is not None and configuration[_INDEX["scenario"]] != self.scenario:
-            return False
-        return all(configuration[_INDEX[key]] == value for key, value in self.filters)
-
-    def violated_by(self, value: float) -> bool:
-        """True when ``value`` lies outside the bounds."""
-        return (self.minimum is not None and value < self.minimum) or (
-            self.maximum is not None and value > self.maximum
-        )
-
-    def bounds(self) -> str:
-        """``min 9000``, ``max 2000`` or both."""
-        parts = []
-        if self.minimum is not None:
-            parts.append(f"min {self.minimum:g}")
-        if self.maximum is not None:
-            parts.append(f"max {self.maximum:g}")
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        modes = {key: getattr(self, key) for key in (*_MODE_KEYS, "scale_from")
-                 if getattr(self, key) is not None}
-        return {"name": self.name, "model": self.model, "scenario": self.scenario,
-                "metric": self.metric, **dict(self.filters), **modes, "min": self.minimum,
-                "max": self.maximum, "of": self.of}
-
-
-def load_thresholds(path: Path) -> tuple[Threshold, ...]:
-    """Read a thresholds YAML file (schema in the module docstring); BadInput when wrong."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read the thresholds file ({exc}) — check the path") \
-            from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML ({exc}) — fix the thresholds file") from None
-    if isinstance(data, dict) and set(data) == {"thresholds"}:
-        data = data["thresholds"]
-    if data is None:
-        return ()
-    if not isinstance(data, list):
-        raise BadInput(f"{path}: expected a list of threshold rules — see `report build --help`")
-    return tuple(_threshold(path, i, item) for i, item in enumerate(data, 1))
-
-
-def _threshold(path: Path, index: int, item: object) -> Threshold:
-    where = f"{path}: rule {index}"
-    if not isinstance(item, dict):
-        raise BadInput(f"{where} is not a mapping — write `- metric: …` with min/max")
-    unknown = sorted(map(str, set(item) - _RULE_KEYS))
-    if unknown:
-        raise BadInput(f"{where}: unknown key {', '.join(unknown)} — "
-                       f"use {', '.join(sorted(_RULE_KEYS))}")
-    metric = item.get("metric")
-    if metric not in METRIC_UNITS:
-        raise BadInput(f"{where}: metric {metric!r} is not one of {', '.join(METRICS)} — "
-                       "name a canonical metric")
-    scenario = item.get("scenario")
-    if scenario is not None and scenario not in SCENARIOS:
-        raise BadInput(f"{where}: scenario {scenario!r} is not one of {', '.join(SCENARIOS)}")
-    low, high = _bound(where, item, "min"), _bound(where, item, "max")
-    if low is None and high is None:
-        raise BadInput(f"{where}: give min and/or max for {metric}")
-    if low is not None and high is not None and low > high:
-        raise BadInput(f"{where}: min {low:g} is above max {high:g} — swap them")
-    of = item.get("of", "each")
-    if of not in ("each", "median"):
-        raise BadInput(f"{where}: of: {of!r} — use each (every slot) or median (fleet median)")
-    filters: list[tuple[str, int | str]] = []
-    for key in _FILTER_KEYS:
-        if key not in item:
-            continue
-        value = item[key]
-        if key in _INT_FILTERS and (isinstance(value, bool) or not isinstance(value, int)):
-            raise BadInput(f"{where}: {key} must be a whole number, not {value!r}")
-        filters.append((key, value if key in _INT_FILTERS else str(value)))
-    modes: dict[str, str | None] = {}
-    for key, choices in (("compute_partition", _COMPUTE_MODES),
-                         ("memory_partition", _MEMORY_MODES), ("scale_from", _COMPUTE_MODES)):
-        value = item.get(key)
-        if value is not None and str(value).upper() not in choices:
-            raise BadInput(f"{where}: {key}: {value!r} — use one of {', '.join(choices)}")
-        modes[key] = None if value is None else str(value).upper()
-    model = item.get("model")
-    name = ", ".join(f"{k}={item[k]}" for k in ("model", "scenario", "metric", *_FILTER_KEYS,
-                                                 *_MODE_KEYS) if k in item)
-    return Threshold(
-        metric=str(metric), minimum=low, maximum=high,
-        model=model_name(str(model)) if model is not None else None,
-        scenario=scenario, filters=tuple(filters), of=str(of), name=name, **modes,
-    )
-
-
-def _bound(where: str, item: Mapping[str, Any], key: str) -> float | None:
-    value = item.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadInput(f"{where}: {key} must be a number, not {value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class ThresholdViolation:
-    """A slot's value (or the fleet median, ``host`` None) outside a threshold's bounds."""
-
-    threshold: Threshold
-    configuration: Configuration
-    value: float
-    host: str | None = None
-    slot: str | None = None
-
-    @property
-    def text(self) -> str:
-        """One line for people."""
-        who = f"{self.host}/{self.slot}" if self.host else "fleet median"
-        return (f"{who}: {describe(self.configuration)} = {self.value:g} "
-                f"{METRIC_UNITS[self.configuration[-1]]} (threshold {self.threshold.bounds()})")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {"host": self.host, "slot": self.slot, **configuration_dict(self.configuration),
-                "value": self.value, "min": self.threshold.minimum,
-                "max": self.threshold.maximum, "rule": self.threshold.name}
-
-
-def check_thresholds(
-    rows: Iterable[HostRecord],
-    stats: Sequence[ConfigurationStats],
-    thresholds: Sequence[Threshold],
-    modes: Mapping[str, tuple[str | None, str | None]] | None = None,
-) -> tuple[list[ThresholdViolation], list[Threshold]]:
-    """Violations, and the rules that matched no result (a typo would otherwise pass).
-
-    ``modes`` maps a host to its (compute, memory) partition mode, for rules that filter on
-    it or scale from a mode (:meth:`Threshold.for_mode`); a median rule of that kind takes
-    the median of each mode's hosts on their own.
-    """
-    rows = list(rows)
-    modes = modes or {}
-    violations: list[ThresholdViolation] = []
-    unmatched: list[Threshold] = []
-    for rule in thresholds:
-        matched = False
-        if rule.mode_aware:
-            found, matched = _check_mode_rule(rule, rows, modes)
-            violations.extend(found)
-        elif rule.of == "median":
-            for stat in stats:
-                if rule.matches(stat.configuration) and stat.median is not None:
-                    matched = True
-                    if rule.violated_by(stat.median):
-                        violations.append(ThresholdViolation(rule, stat.configuration,
-                                                             stat.median))
-        else:
-            for row in rows:
-                value = row.record.value
-                if rule.matches(row.configuration) and value is not None:
-                    matched = True
-                    if rule.violated_by(value):
-                        violations.append(ThresholdViolation(rule, row.configuration, value,
-                                                             row.host, row.slot))
-        if not matched:
-            unmatched.append(rule)
-    return violations, unmatched
-
-
-def _check_mode_rule(rule: Threshold, rows: Sequence[HostRecord],
-                     modes: Mapping[str, tuple[str | None, str | None]],
-                     ) -> tuple[list[ThresholdViolation], bool]:
-    """Violations of a mode-aware rule, and whether it matched any result."""
-    violations: list[ThresholdViolation] = []
-    groups: dict[tuple[Configuration, str | None], list[float]] = defaultdict(list)
-    matched = False
-    for row in rows:
-        value = row.record.value
-        mode = modes.get(row.host, (None, None))
-        if value is None or not rule.matches(row.configuration) or \
-                not rule.applies_to_mode(mode):
-            continue
-        matched = True
-        if rule.of == "median":
-            groups[(row.configuration, mode[0])].append(value)
-            continue
-        scaled = rule.for_mode(mode[0])
-        if scaled.violated_by(value):
-            violations.append(ThresholdViolation(scaled, row.configuration, value, row.host,
-                                                 row.slot))
-    for (configuration, compute), values in groups.items():
-        scaled = rule.for_mode(compute)
-        median = statistics.median(values)
-        if scaled.violated_by(median):
-            violations.append(ThresholdViolation(scaled, configuration, median))
-    return violations, matched
 
 
 # --- baseline ----------------------------------------------------------------------------
@@ -713,6 +414,16 @@ def compare_with_medians(
     return comparisons
 
 
+#: Names listed in one headline before "…".
+HEADLINE_NAMES = 5
+
+
+def names_shown(names: Sequence[str]) -> str:
+    """The first :data:`HEADLINE_NAMES` of ``names``, then "…" when there are more."""
+    shown = ", ".join(names[:HEADLINE_NAMES])
+    return shown + (" …" if len(names) > HEADLINE_NAMES else "")
+
+
 # --- what changed since the baseline ---------------------------------------------------------
 
 #: Facts of a host that explain a change of its numbers, as the history keeps them.
@@ -741,7 +452,7 @@ def what_changed(baseline: Mapping[str, Mapping[str, str | None]],
             continue
         moved = [host for host, facts in current.items()
                  if facts.get(key) is not None and facts.get(key) not in before]
-        where = f" ({_names(sorted(moved))})" if moved else ""
+        where = f" ({names_shown(sorted(moved))})" if moved else ""
         lines.append(f"{label}: {', '.join(sorted(before))} → {', '.join(sorted(after))}{where}")
     return lines
 
@@ -794,291 +505,3 @@ def find_drift(run: FleetRun) -> list[Drift]:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-# --- the gate ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GateOptions:
-    """Knobs of the comparison and of what fails the gate."""
-
-    regression_tolerance: float = 0.05
-    outlier_mads: float = 3.0
-    outlier_min_gap: float = 0.05
-    fail_on_outliers: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("regression_tolerance", "outlier_mads", "outlier_min_gap"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise BadInput(f"{name.replace('_', ' ')} {value!r} must be a number ≥ 0")
-
-
-@dataclass(frozen=True)
-class HostNotOk:
-    """A host of the run that did not end ``ok``: it fails the gate."""
-
-    host: str
-    status: str
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {"host": self.host, "status": self.status, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class MissingSlot:
-    """How many planned results one host slot lacks (of how many the fleet measured)."""
-
-    host: str
-    slot: str
-    missing: int
-    of: int
-    configurations: tuple[str, ...] = ()
-
-    @property
-    def member(self) -> str:
-        """``host/slot``, or the host alone when no slot of it is known."""
-        return self.host if self.slot == HOST_LEVEL_SLOT else f"{self.host}/{self.slot}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {"host": self.host, "slot": self.slot, "missing": self.missing, "of": self.of}
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The verdict: failed or not, a headline per kind of failure, and every reason.
-
-    ``hosts_not_ok`` and ``missing_slots`` say which hosts and planned results failed it.
-    """
-
-    failed: bool
-    reasons: tuple[str, ...]
-    headlines: tuple[str, ...] = ()
-    hosts_not_ok: tuple[HostNotOk, ...] = ()
-    missing_slots: tuple[MissingSlot, ...] = ()
-
-    @property
-    def missing_results(self) -> int:
-        """Planned results missing, over every host slot."""
-        return sum(slot.missing for slot in self.missing_slots)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {"failed": self.failed, "headlines": list(self.headlines),
-                "reasons": list(self.reasons),
-                "hosts_not_ok": [h.to_dict() for h in self.hosts_not_ok],
-                "missing_results": self.missing_results,
-                "missing_slots": [m.to_dict() for m in self.missing_slots]}
-
-
-@dataclass(frozen=True)
-class FleetAnalysis:
-    """Everything the report says about a run."""
-
-    stats: tuple[ConfigurationStats, ...]
-    outliers: tuple[Outlier, ...]
-    missing: tuple[MissingResult, ...]
-    failures: tuple[HostRecord, ...]
-    violations: tuple[ThresholdViolation, ...]
-    unmatched_thresholds: tuple[Threshold, ...]
-    thresholds: tuple[Threshold, ...]
-    comparisons: tuple[Comparison, ...]
-    baseline: BaselineRef | None
-    drift: tuple[Drift, ...]
-    problems: tuple[ReadProblem, ...]
-    gate: Gate
-    options: GateOptions
-    plausibility: Plausibility | None = None
-    #: What differs between the baseline's hosts and this run's (image, MAD, ROCm…).
-    baseline_changes: tuple[str, ...] = ()
-
-    @property
-    def implausible(self) -> tuple[Implausible, ...]:
-        """Results beyond their roofline."""
-        return () if self.plausibility is None else self.plausibility.implausible
-
-    @property
-    def regressions(self) -> tuple[Comparison, ...]:
-        """Comparisons beyond the tolerance."""
-        return tuple(c for c in self.comparisons if c.regression)
-
-    @property
-    def drifted(self) -> tuple[Drift, ...]:
-        """Facts on which hosts disagree."""
-        return tuple(d for d in self.drift if d.drifted)
-
-
-#: Names listed in one headline before "…".
-_HEADLINE_NAMES = 5
-#: Configurations named per host slot in a missing-results reason.
-_CONFIGURATIONS_NAMED = 3
-
-
-def hosts_not_ok(run: FleetRun) -> list[HostNotOk]:
-    """Hosts that did not end ``ok``, in run order, with the first line of their reason."""
-    return [HostNotOk(host.name, host.status,
-                      host.reason.splitlines()[0].strip() if host.reason.strip() else "")
-            for host in run.hosts if not host.ok]
-
-
-def missing_slots(missing: Sequence[MissingResult], configurations: int,
-                  order: Sequence[tuple[str, str]] = ()) -> list[MissingSlot]:
-    """Missing results per host slot, in ``order`` (host slots), else as they first appear."""
-    groups: dict[tuple[str, str], list[Configuration]] = {}
-    for item in missing:
-        groups.setdefault((item.host, item.slot), []).append(item.configuration)
-    position = {member: index for index, member in enumerate(order)}
-    ordered = sorted(groups, key=lambda member: position.get(member, len(position)))
-    return [MissingSlot(host, slot, len(groups[(host, slot)]), configurations,
-                        tuple(short_label(c)
-                              for c in groups[(host, slot)][:_CONFIGURATIONS_NAMED]))
-            for host, slot in ordered]
-
-
-def _names(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_HEADLINE_NAMES])
-    return shown + (" …" if len(names) > _HEADLINE_NAMES else "")
-
-
-def gate(
-    run: FleetRun,
-    violations: Sequence[ThresholdViolation],
-    regressions: Sequence[Comparison],
-    outliers: Sequence[Outlier],
-    tolerance: float,
-    *,
-    fail_on_outliers: bool,
-    missing: Sequence[MissingResult] = (),
-    configurations: int = 0,
-    implausible: Sequence[Implausible] = (),
-    changes: Sequence[str] = (),
-) -> Gate:
-    """The gate: hosts not ok, planned results missing (of ``configurations`` per slot),
-    thresholds, regressions, implausible results, no results at all, outliers when asked."""
-    not_ok = hosts_not_ok(run)
-    reasons = [f"host not ok — {h.host}: {h.status}" + (f" ({h.reason})" if h.reason else "")
-               for h in not_ok]
-    headlines = []
-    if not_ok:
-        headlines.append(f"{_count(len(not_ok), 'host')} not ok: "
-                         f"{_names([f'{h.host} {h.status}' for h in not_ok])}")
-    lacking = missing_slots(missing, configurations, expected_slots(run) if missing else ())
-    for slot in lacking:
-        named = "; ".join(slot.configurations)
-        more = " …" if slot.missing > len(slot.configurations) else ""
-        reasons.append(f"missing results — {slot.member}: {slot.missing} of {slot.of} "
-                       f"planned results ({named}{more})")
-    if lacking:
-        headlines.append(f"{_count(len(missing), 'planned result')} missing on "
-                         f"{_count(len(lacking), 'host slot')} "
-                         f"({_names([slot.member for slot in lacking])})")
-    reasons += [f"threshold violated — {v.text}" for v in violations]
-    if violations:
-        rules = len({v.threshold for v in violations})
-        headlines.append(f"{_count(len(violations), 'threshold violation')} "
-                         f"({_count(rules, 'rule')} broken)")
-    reasons += [
-        f"regression — {describe(c.configuration)}: fleet median {c.median:g} vs baseline "
-        f"{c.baseline_median:g} ({c.worse_by:.1%} worse, tolerance {tolerance:.0%})"
-        for c in regressions
-    ]
-    if regressions:
-        worst = max(regressions, key=lambda c: c.worse_by)
-        headlines.append(
-            f"{_count(len(regressions), 'regression')} against the baseline: fleet medians "
-            f"up to {worst.worse_by:.1%} worse (tolerance {tolerance:.0%}; worst "
-            f"{describe(worst.configuration)})"
-            + (f"; changed since the baseline: {'; '.join(changes)}" if changes else
-               "; nothing recorded changed since the baseline")
-        )
-    reasons += [
-        f"implausible — {i.host}/{i.slot}: {describe(i.configuration)} = {i.value:g} "
-        f"{METRIC_UNITS[i.configuration[-1]]}, {i.fraction:.0%} of the {i.bound.roof} roofline "
-        f"of {i.hardware[0]} {i.hardware[1]}/{i.hardware[2]} tp{i.configuration[2]} "
-        f"({'at least' if i.bound.kind == 'lower' else 'at most'} {i.bound.value:.4g}): "
-        "misconfigured host or misread report"
-        for i in implausible
-    ]
-    if implausible:
-        members = sorted({f"{i.host}/{i.slot}" for i in implausible})
-        headlines.append(f"{_count(len(implausible), 'implausible result')} beyond the "
-                         f"roofline on {_count(len(members), 'host slot')} ({_names(members)})")
-    if not any(row.record.value is not None for row in run.rows):
-        reasons.append("no benchmark results in the run — see the host statuses")
-        headlines.append(reasons[-1])
-    if fail_on_outliers and outliers:
-        reasons += [
-            f"outlier — {o.host}/{o.slot}: {describe(o.configuration)} = {o.value:g} "
-            f"({o.worse_by:.1%} worse than the fleet median {o.median:g})"
-            for o in outliers
-        ]
-        members = sorted({f"{o.host}/{o.slot}" for o in outliers})
-        shown = ", ".join(members[:5]) + (" …" if len(members) > 5 else "")
-        headlines.append(f"{_count(len(outliers), 'outlier')} on "
-                         f"{_count(len(members), 'host slot')} ({shown})")
-    return Gate(failed=bool(reasons), reasons=tuple(reasons), headlines=tuple(headlines),
-                hosts_not_ok=tuple(not_ok), missing_slots=tuple(lacking))
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def analyse(
-    run: FleetRun,
-    *,
-    thresholds: Sequence[Threshold] = (),
-    baseline_rows: Iterable[HostRecord] | None = None,
-    baseline_medians: Mapping[Configuration, float] | None = None,
-    baseline: BaselineRef | None = None,
-    options: GateOptions | None = None,
-    baseline_facts: Mapping[str, Mapping[str, str | None]] | None = None,
-) -> FleetAnalysis:
-    """Statistics, findings and the gate of ``run``.
-
-    Compared with a baseline when one is given: its rows (a run directory) or its fleet
-    median per configuration (a run in the history).
-    """
-    options = options or GateOptions()
-    groups = _groups(run.rows)  # one pass for statistics, outliers and missing results
-    stats = _statistics(groups)
-    outliers = _outliers(groups, stats, mads=options.outlier_mads,
-                         min_gap=options.outlier_min_gap)
-    modes = {host.name: (host.compute_partition, host.memory_partition) for host in run.hosts}
-    violations, unmatched = check_thresholds(run.rows, stats, thresholds, modes)
-    comparisons: list[Comparison] = []
-    if baseline_rows is not None:
-        comparisons = compare_with_baseline(stats, fleet_statistics(baseline_rows),
-                                            tolerance=options.regression_tolerance)
-    elif baseline_medians is not None:
-        comparisons = compare_with_medians(stats, baseline_medians,
-                                           tolerance=options.regression_tolerance)
-    missing = _missing(run, {key: group.members for key, group in groups.items()})
-    plausibility = assess(run)
-    changes = what_changed(baseline_facts, host_facts(run)) if baseline_facts else []
-    verdict = gate(run, violations, [c for c in comparisons if c.regression], outliers,
-                   options.regression_tolerance, fail_on_outliers=options.fail_on_outliers,
-                   missing=missing, configurations=len(stats),
-                   implausible=plausibility.implausible, changes=changes)
-    return FleetAnalysis(
-        stats=tuple(stats),
-        outliers=tuple(outliers),
-        missing=tuple(missing),
-        failures=tuple(failed_measurements(run.rows)),
-        violations=tuple(violations),
-        unmatched_thresholds=tuple(unmatched),
-        thresholds=tuple(thresholds),
-        comparisons=tuple(comparisons),
-        baseline=baseline if baseline_rows is not None or baseline_medians is not None
-        else None,
-        drift=tuple(find_drift(run)),
-        problems=run.problems,
-        gate=verdict,
-        options=options,
-        plausibility=plausibility,
-        baseline_changes=tuple(changes),
-    )

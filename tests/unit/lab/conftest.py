@@ -47,7 +47,7 @@ def make_host(tmp_path: Path) -> Callable[..., Path]:
         values = {"set_delay": "0", **settings}
         state = gpu.GpuState().with_settings(values)
         state.save(host_dir / gpu.STATE_FILE)
-        gpu.render_host(host_dir, state)
+        smi.render_host(host_dir, state)
         return host_dir
 
     return make

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fleetbench.lab import gpu
+from fleetbench.lab import gpu, smi
 from tests.conftest import module_util
 
 ROCM_QUERY = ("--showcomputepartition", "--showmemorypartition", "--json")
@@ -27,7 +27,7 @@ def probe_commands(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def install(host: Path, state: gpu.GpuState, python: str = sys.executable) -> Path:
     """install_host in ``host``; returns it."""
-    gpu.install_host(host, state, python)
+    smi.install_host(host, state, python)
     return host
 
 
@@ -177,11 +177,11 @@ def test_no_answers_unless_the_state_is_the_saved_one(tmp_path: Path) -> None:
     assert call(host, "rocm-smi", *ROCM_QUERY).returncode == 0
     # A tree rendered for a state that was never saved: the simulator would answer from the
     # saved one, so the wrappers must not print rendered answers.
-    gpu.render_host(host, gpu.GpuState(compute="SPX", memory="NPS1"))
+    smi.render_host(host, gpu.GpuState(compute="SPX", memory="NPS1"))
     assert not (host / gpu.ANSWERS_DIR / gpu.ANSWERS_CURRENT).exists()
     assert call(host, "rocm-smi", *ROCM_QUERY).returncode == 127
     (host / gpu.STATE_FILE).unlink()
-    gpu.render_host(host, gpu.GpuState())
+    smi.render_host(host, gpu.GpuState())
     assert call(host, "amd-smi", *AMD_QUERY).returncode == 127
 
 
@@ -189,7 +189,7 @@ def test_readers_see_whole_answers_while_the_state_changes(tmp_path: Path) -> No
     modes = (gpu.GpuState(rocm="7.0.2"), gpu.GpuState(compute="SPX", memory="NPS1", rocm="7.0.2"))
     host = install(tmp_path / "lab01", modes[0])
     expected = {call(host, "amd-smi", *AMD_QUERY).stdout}
-    gpu.install_host(host, modes[1], sys.executable)
+    smi.install_host(host, modes[1], sys.executable)
     expected.add(call(host, "amd-smi", *AMD_QUERY).stdout)
     done = threading.Event()
 
@@ -198,7 +198,7 @@ def test_readers_see_whole_answers_while_the_state_changes(tmp_path: Path) -> No
         while not done.is_set():
             with gpu.state_lock(host):
                 modes[index % 2].save(host / gpu.STATE_FILE)
-                gpu.render_host(host, modes[index % 2])
+                smi.render_host(host, modes[index % 2])
             index += 1
 
     writer = threading.Thread(target=flip)

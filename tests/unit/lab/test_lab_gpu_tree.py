@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetbench.lab import gpu
+from fleetbench.lab import gpu, smi
 
 SYS = Path("root/sys")
 NODES = SYS / "class/kfd/kfd/topology/nodes"
@@ -149,7 +149,7 @@ def test_rerender_leaves_no_stale_nodes(make_host: Callable[..., Path]) -> None:
     state = gpu.GpuState.load(host / gpu.STATE_FILE).with_settings(
         {"compute": "SPX", "memory": "NPS1"}
     )
-    gpu.render_host(host, state)
+    smi.render_host(host, state)
     assert sorted(int(n.name) for n in (host / NODES).iterdir()) == list(range(10))
     assert len(list((host / SYS / "class/drm").glob("card*"))) == 8
     assert not (host / SYS / "devices/platform").exists()

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fleetbench.lab import gpu
+from fleetbench.lab import gpu, smi
 
 
 def test_wrappers_run_as_processes_on_path(tmp_path: Path) -> None:
     host = tmp_path / "lab07"
-    gpu.install_host(host, gpu.GpuState(rocm="7.0.2", set_delay_s=0), sys.executable)
+    smi.install_host(host, gpu.GpuState(rocm="7.0.2", set_delay_s=0), sys.executable)
     for tool in ("rocm-smi", "amd-smi"):
         wrapper = host / "bin" / tool
         assert os.access(wrapper, os.X_OK)

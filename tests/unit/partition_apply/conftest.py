@@ -30,7 +30,7 @@ def make_host(tmp_path: Path) -> Callable[..., Path]:
         host_dir = tmp_path / f"lab{next(counter):02d}"
         state = gpu.GpuState().with_settings({"set_delay": "0", **settings})
         state.save(host_dir / gpu.STATE_FILE)
-        gpu.render_host(host_dir, state)
+        smi.render_host(host_dir, state)
         return host_dir
 
     return make

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetbench.lab import gpu
+from fleetbench.lab import gpu, smi
 from fleetbench.partition.apply import (
     AMD_SMI,
     COMPUTE,
@@ -161,7 +161,7 @@ def test_a_failed_reload_is_its_own_step(make_host: Callable[..., Path],
             # A GPU client starts between the NPS request and the reload.
             state = lab_state(host).with_settings({"busy": "true"})
             state.save(host / gpu.STATE_FILE)
-            gpu.render_host(host, state)
+            smi.render_host(host, state)
         return done
 
     result = execute_plan(plan_for(host, ("CPX", "NPS4")), run)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fleetbench.errors import BadInput
-from fleetbench.lab import gpu
+from fleetbench.lab import gpu, smi
 from fleetbench.partition.apply import judge_host
 
 CPX_NPS4 = {"compute": "CPX", "memory": "NPS4"}
@@ -37,7 +37,7 @@ def test_lab_busy_host_shows_its_gpu_client_in_kfd_and_proc(make_host: Callable[
     entry = busy / "root/sys/class/kfd/kfd/proc" / str(client["pid"])
     assert len(list(entry.glob("vram_*"))) == 64
     state = gpu.GpuState.load(busy / gpu.STATE_FILE).with_settings({"busy": "false"})
-    gpu.render_host(busy, state)
+    smi.render_host(busy, state)
     assert probe_module.kfd_processes(str(busy / "root")) == []
     assert not (busy / "root/proc" / str(client["pid"])).exists()
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from fleetbench.cli import main
-from fleetbench.reports.render import CSV_COLUMNS, build_report, escape_label
+from fleetbench.reports.build import build_report
+from fleetbench.reports.outputs import CSV_COLUMNS
+from fleetbench.reports.prometheus import escape_label
 from tests.conftest import run_cli
 from tests.unit.report_fleet.fleet_runs import (
     CONFIGURATIONS,

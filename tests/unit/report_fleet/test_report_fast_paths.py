@@ -6,10 +6,11 @@ import json
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
+from fleetbench.reports.analysis import analyse
 from fleetbench.reports.fleet import collect_run
+from fleetbench.reports.fleet_report import FleetReport
+from fleetbench.reports.outputs import render_json, report_data
 from fleetbench.reports.records import Record
-from fleetbench.reports.render import FleetReport, render_json, report_data
-from fleetbench.reports.stats import analyse
 from tests.unit.report_fleet.fleet_runs import Edit, HostSpec, healthy_fleet, write_run
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from fleetbench.reports import render
+from fleetbench.reports import page
+from fleetbench.reports.analysis import analyse
+from fleetbench.reports.build import build_report
 from fleetbench.reports.fleet import collect_run
-from fleetbench.reports.render import PageLimits, build_report, summarised
-from fleetbench.reports.stats import analyse
+from fleetbench.reports.fleet_report import FleetReport
+from fleetbench.reports.page import PageLimits, summarised
 from tests.unit.report_fleet.fleet_runs import (
     CONFIGURATIONS,
     Edit,
@@ -45,7 +47,7 @@ def one_slot_fleet(count: int) -> dict[str, HostSpec]:
 def test_host_count_threshold(tmp_path: Path, hosts: int, large: bool) -> None:
     run_dir = write_run(tmp_path, one_slot_fleet(hosts))
     run = collect_run(run_dir)
-    assert summarised(render.FleetReport(run=run, analysis=analyse(run))) is large
+    assert summarised(FleetReport(run=run, analysis=analyse(run))) is large
     html = page_of(run_dir)
     assert (NOTICE in html) is large
     if large:
@@ -62,7 +64,7 @@ def test_host_count_threshold(tmp_path: Path, hosts: int, large: bool) -> None:
 def test_host_slot_threshold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hosts: int,
                              large: bool) -> None:
     # 2 slots per host against a limit of 6 host slots: 3 hosts fit, 4 do not.
-    monkeypatch.setattr(render, "PAGE_LIMITS", PageLimits(hosts=64, slots=6))
+    monkeypatch.setattr(page, "PAGE_LIMITS", PageLimits(hosts=64, slots=6))
     html = page_of(write_run(tmp_path, healthy_fleet(hosts)))
     assert (NOTICE in html) is large
     assert len(heat_rows(html)) == (1 if large else 2 * hosts)
@@ -71,7 +73,7 @@ def test_host_slot_threshold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ho
 def test_summarised_page_says_what_it_left_out(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     limits = PageLimits(hosts=3, slots=4, rows=2, chart_hosts=1, chart_extremes=1)
-    monkeypatch.setattr(render, "PAGE_LIMITS", limits)
+    monkeypatch.setattr(page, "PAGE_LIMITS", limits)
     hosts = healthy_fleet(
         6,
         lab02=HostSpec(factor=0.8),  # every result of both slots an outlier
@@ -126,7 +128,7 @@ def test_summarised_page_says_what_it_left_out(tmp_path: Path,
 
 def test_summarised_page_drift_lists_only_the_hosts_that_differ(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render, "PAGE_LIMITS", PageLimits(hosts=2, slots=64))
+    monkeypatch.setattr(page, "PAGE_LIMITS", PageLimits(hosts=2, slots=64))
     hosts = healthy_fleet(4, lab03=HostSpec(digest="sha256:" + "ee" * 32, memory="NPS1"))
     html = page_of(write_run(tmp_path, hosts))
     drift = html[html.index('<section id="drift">'):html.index("</section>",
@@ -139,7 +141,7 @@ def test_summarised_page_drift_lists_only_the_hosts_that_differ(
 
 def test_without_data_files_the_page_says_how_to_get_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render, "PAGE_LIMITS", PageLimits(hosts=1, slots=64))
+    monkeypatch.setattr(page, "PAGE_LIMITS", PageLimits(hosts=1, slots=64))
     run_dir = write_run(tmp_path, healthy_fleet(2))
     build_report(run_dir, formats=("html",), history_db=None)
     html = (run_dir / "report" / "index.html").read_text()

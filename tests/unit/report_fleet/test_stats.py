@@ -7,23 +7,21 @@ from pathlib import Path
 import pytest
 
 from fleetbench.errors import BadInput
+from fleetbench.reports.analysis import analyse
 from fleetbench.reports.fleet import FleetRun, HostInfo, HostRecord, SlotInfo, collect_run
+from fleetbench.reports.gate import GateOptions
 from fleetbench.reports.records import Record
 from fleetbench.reports.stats import (
-    GateOptions,
-    Threshold,
-    analyse,
-    check_thresholds,
     compare_with_baseline,
     find_drift,
     find_missing,
     find_outliers,
     fleet_statistics,
     higher_is_better,
-    load_thresholds,
     planned_slots,
     worse_by,
 )
+from fleetbench.reports.thresholds import Threshold, check_thresholds, load_thresholds
 from tests.unit.report_fleet.fleet_runs import (
     CONFIGURATIONS,
     Edit,

@@ -9,7 +9,8 @@ import pytest
 from fleetbench.errors import BadInput
 from fleetbench.reports.fleet import HostRecord
 from fleetbench.reports.records import Record
-from fleetbench.reports.stats import check_thresholds, fleet_statistics, load_thresholds
+from fleetbench.reports.stats import fleet_statistics
+from fleetbench.reports.thresholds import check_thresholds, load_thresholds
 
 MODES = {"cpx1": ("CPX", "NPS4"), "cpx2": ("CPX", "NPS4"), "spx1": ("SPX", "NPS1")}
 
