@@ -4,8 +4,13 @@ For fleets that cannot reach the hub (``fleetbench run --model-from DIR``). One 
 the host which blobs it lacks (a blob there with the same size and SHA-256 is kept, so a
 second run sends nothing), the missing ones go over the open connection (sftp), and a
 second exec checks their SHA-256, moves them in and lays the snapshot out as the hub
-client does (module_utils/fleetbench_model_cache.py). The task's ``throttle`` keeps the
-fleet's hosts from all pulling on the controller's link at once, as with the image pull.
+client does (module_utils/fleetbench_model_cache.py).
+
+With ``send: false`` only the first exec runs (and, when nothing is missing, the layout is
+checked): the role runs that on every host at once, and the send, under a ``throttle``
+that keeps the fleet's hosts from all pulling on the controller's link together (as with
+the image pull), only on hosts that lack something. A fleet that has the model then
+finishes the step in one wave, however long hashing the blobs takes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
     """Send the blobs the host's cache lacks; return the commit and the bytes sent."""
 
     TRANSFERS_FILES = True
-    _VALID_ARGS: ClassVar[frozenset[str]] = frozenset(("cache", "snapshot"))
+    _VALID_ARGS: ClassVar[frozenset[str]] = frozenset(("cache", "snapshot", "send"))
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         """Survey the host's cache, send what it lacks, place and check it."""
@@ -61,6 +66,13 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             (task_vars or {}).get("ansible_python_interpreter"))})
         staged = self._stage(python, args)
         sent = 0
+        if not staged.get("failed") and not staged["complete"] and not self._task.args.get(
+                "send", True):
+            missing = {wanted["blob"] for wanted in staged["missing"]}
+            result.update(changed=False, complete=False, revision=snapshot["commit"],
+                          missing_bytes=sum(int(sources[b]["size"]) for b in missing),
+                          downloaded_bytes=0)
+            return result
         if not staged.get("failed") and staged["missing"]:
             for wanted in staged["missing"]:
                 item = sources[wanted["blob"]]
@@ -75,8 +87,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             why = "; ".join(staged["problems"]) or "blobs missing after the send"
             result.update(failed=True, msg=f"the model did not arrive whole: {why}")
             return result
-        result.update(changed=bool(staged.get("changed")), revision=snapshot["commit"],
-                      downloaded_bytes=sent)
+        result.update(changed=bool(staged.get("changed")), complete=True,
+                      revision=snapshot["commit"], missing_bytes=0, downloaded_bytes=sent)
         return result
 
     def _stage(self, python: str, args: dict[str, Any]) -> dict[str, Any]:
