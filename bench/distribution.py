@@ -71,10 +71,14 @@ SLOTS = 8
 PLAYBOOK = REPO / "bench" / "distribution.yml"
 # The goal of the host cache: one download per host instead of one per slot.
 GOAL_BYTES = 1 / SLOTS
+# The lab's hub keeps http.server's listen backlog of 5: 8 slots x N hosts connecting at once
+# overflow it (dropped SYNs, the client's connect timeouts) where a real hub would not.
 HUB = """
 import sys
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from fleetbench.lab.hub import make_server
+ThreadingHTTPServer.request_queue_size = 256
 state, weights = Path(sys.argv[1]), int(sys.argv[2])
 server = make_server(state, weights_bytes=weights)
 (state / "port.tmp").write_text(str(server.server_address[1]))
