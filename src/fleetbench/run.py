@@ -311,8 +311,6 @@ def prepare(
     snapshot = resolve_snapshot(mad_sync, mad_ref) if mad_sync is not None else None
     if snapshot is not None:
         check_scenario(snapshot, scenario, dtype=dtype, model=model)
-    model_snapshot = (resolve_model_snapshot(model_from, model)
-                      if model_from is not None else None)
     if needs_token(model) and not token:
         raise BadInput(
             f"{model} is a gated model: set HF_TOKEN in the environment or pass "
@@ -339,6 +337,9 @@ def prepare(
     # The smallest partition of the fleet decides (24 GB in CPX on MI300X).
     check_fit(model, gpus, dtype,
               partition_bytes or min(fleet.planned_partition_bytes.values()))
+    # Last: it reads (and checksums) every byte of the model's snapshot.
+    model_snapshot = (resolve_model_snapshot(model_from, model)
+                      if model_from is not None else None)
     plan = RunPlan(
         model=model, gpus=gpus, dtype=dtype, scenario=scenario, slots=slots,
         timeout_s=timeout_s, limit=limit,
