@@ -5,7 +5,9 @@ stand-in hub; the send itself (sftp) is the one step replaced, by a file copy.""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -215,3 +217,22 @@ def test_run_with_a_cache_lacking_the_model_is_bad_input(
     assert "has no models--Qwen--Qwen2.5-14B/" in err and "hf download Qwen/Qwen2.5-14B" in err
     assert len(err.strip().splitlines()) == 1
     assert not runs.exists()
+
+
+def test_a_resumed_run_sends_from_the_same_cache(filled: Path, tmp_path: Path) -> None:
+    from fleetbench.commands.run import _resume_request
+
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text("all:\n  hosts:\n    gpu-a:\n      ansible_host: 127.0.0.254\n")
+    run_dir = tmp_path / "runs" / "20261203T000000Z-abcd"
+    run_dir.mkdir(parents=True)
+    plan = {"model": REPO_ID, "gpus": 1, "dtype": "float16", "scenario": "latency",
+            "slots": "1", "timeout_s": 600, "limit": None,
+            "overrides": {"model_from": str(filled)}, "container_env": {}}
+    (run_dir / "manifest.json").write_text(json.dumps(
+        {"run_id": run_dir.name, "plan": plan, "inventory": str(inventory), "hosts": {}}))
+    request = _resume_request(argparse.Namespace(resume=run_dir, inventory=None,
+                                                 reconnect_window=None), None)
+    assert request.model_snapshot is not None
+    assert request.model_snapshot.commit == COMMIT
+    assert request.plan.overrides["model_from"] == str(filled)
