@@ -297,6 +297,9 @@ def section(results: dict[int, dict[str, list[Measure]]], weights_mib: int, reps
         "loopback and shares the 2 CPUs with every host, so throttling only makes the step "
         "longer here, while on a fleet it keeps hundreds of hosts from saturating the "
         "hub's link or its rate limits (README, Fleets of 500+ hosts).",
+        "Per-slot downloads run with the client's timeouts raised from 10 to 120 s: with "
+        "the default, some of 64 clients at once (8 hosts) timed out against the lab's one "
+        "hub process and their hosts failed; the host cache's downloads keep the default.",
         "The lab's hosts share one Docker engine and one disk: per-slot time is bounded by "
         "this machine's CPUs starting N x 8 containers and writing N x 8 copies, a host "
         "cache's by N containers and N copies.",
