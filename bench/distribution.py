@@ -300,6 +300,9 @@ def section(results: dict[int, dict[str, list[Measure]]], weights_mib: int, reps
         "Per-slot downloads run with the client's timeouts raised from 10 to 120 s: with "
         "the default, some of 64 clients at once (8 hosts) timed out against the lab's one "
         "hub process and their hosts failed; the host cache's downloads keep the default.",
+        "Wall times are as noisy as the machine is shared (other jobs' load changes from "
+        "one measurement to the next; --reps alternates and takes the median); the bytes "
+        "are exact.",
         "The lab's hosts share one Docker engine and one disk: per-slot time is bounded by "
         "this machine's CPUs starting N x 8 containers and writing N x 8 copies, a host "
         "cache's by N containers and N copies.",
