@@ -377,7 +377,8 @@ class Section:
         return "\n".join(out)
 
 
-ORDER = ("fanout", "naive", "pipeline", "forks", "report", "memory", "watch_memory", "tuning")
+ORDER = ("fanout", "naive", "pipeline", "forks", "report", "memory", "watch_memory", "distribution",
+         "tuning")
 
 
 def main_over_sizes(doc: str, run: Callable[[Lab, list[int], int, Machine], Section],

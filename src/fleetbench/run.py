@@ -30,6 +30,7 @@ from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.lock import this_controller
 from fleetbench.madsync import MadSnapshot, check_scenario, resolve_snapshot, write_archive
+from fleetbench.modelsync import ModelSnapshot, resolve_model_snapshot
 from fleetbench.plan import (
     RunPlan,
     assign_slots,
@@ -278,6 +279,8 @@ class RunRequest:
     token: Secret | None = field(default=None, repr=False)
     resume: Path | None = None
     mad_snapshot: MadSnapshot | None = None
+    #: --model-from: the controller-side cache snapshot sent instead of downloading.
+    model_snapshot: ModelSnapshot | None = None
     #: Start slots whose verdict failed again on --resume (otherwise nothing runs twice).
     rerun_failed: bool = False
     #: Seconds each host may stay out of reach while its slots run (inventory's
@@ -291,7 +294,7 @@ def prepare(
     runs_dir: Path = Path("runs"), limit: str | None = None, timeout_s: int = 6 * 3600,
     token: Secret | None = None, partition_bytes: int | None = None,
     mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
-    reconnect_window: str | None = None,
+    reconnect_window: str | None = None, model_from: Path | None = None,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -334,11 +337,16 @@ def prepare(
     # The smallest partition of the fleet decides (24 GB in CPX on MI300X).
     check_fit(model, gpus, dtype,
               partition_bytes or min(fleet.planned_partition_bytes.values()))
+    # Last: it reads (and checksums) every byte of the model's snapshot.
+    model_snapshot = (resolve_model_snapshot(model_from, model)
+                      if model_from is not None else None)
     plan = RunPlan(
         model=model, gpus=gpus, dtype=dtype, scenario=scenario, slots=slots,
         timeout_s=timeout_s, limit=limit,
         overrides={k: v for k, v in {"image": image, "mad_repo": mad_repo, "mad_ref": mad_ref,
-                                     "mad_sync": str(mad_sync or "")}.items() if v},
+                                     "mad_sync": str(mad_sync or ""),
+                                     "model_from": str(model_snapshot.folder.parent
+                                                       if model_snapshot else "")}.items() if v},
         container_env=env,
     )
     # The roles' arguments, checked for every host with the values the run will give them
@@ -347,7 +355,8 @@ def prepare(
     roleargs.validate(PLAYBOOKS, fleet.host_vars,
                       _extravars(plan, "run-id", slots_by_host, runs_dir))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
-                      mad_snapshot=snapshot, reconnect_window_s=windows)
+                      mad_snapshot=snapshot, model_snapshot=model_snapshot,
+                      reconnect_window_s=windows)
 
 
 def reconnect_windows(host_vars: Mapping[str, Mapping[str, Any]],
@@ -526,6 +535,8 @@ def _start(request: RunRequest, run_id: str, hosts: list[str], *,
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
             extravars["fleetbench_mad_ref"] = request.mad_snapshot.ref
             extravars["benchmark_mad_serving"] = request.mad_snapshot.runs_serving
+        if request.model_snapshot is not None:
+            extravars["model_from"] = request.model_snapshot.to_extravar()
         return run_playbook(
             "start", request.fleet.inventory, limit=",".join(hosts), extravars=extravars,
             forks=min(len(hosts), MAX_FORKS), on_result=on_result, on_task_start=on_step,

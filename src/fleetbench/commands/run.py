@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--mad-sync", type=user_path, metavar="DIR",
                         help="offline fleets: send a snapshot of this controller-side MAD "
                         "checkout (at --mad-ref) to every host instead of cloning")
+    parser.add_argument("--model-from", type=user_path, metavar="DIR",
+                        help="offline fleets: send the model's snapshot from this "
+                        "controller-side Hugging Face cache (HF_HUB_CACHE layout) to every "
+                        "host's cache instead of downloading it there")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a variable for every slot container (repeatable; over the "
                         "inventory's fleetbench_container_env; secrets are refused)")
@@ -92,7 +96,8 @@ def handle(args: argparse.Namespace) -> int:
         request = runs.prepare(
             args.inventory, args.model, args.gpus, args.dtype, args.scenario,
             slots=args.slots, image=args.image, mad_repo=args.mad_repo, mad_ref=args.mad_ref,
-            mad_sync=args.mad_sync, container_env=planning.parse_env_assignments(args.env),
+            mad_sync=args.mad_sync, model_from=args.model_from,
+            container_env=planning.parse_env_assignments(args.env),
             runs_dir=args.runs_dir, limit=args.limit,
             timeout_s=planning.parse_duration(args.timeout), token=token,
             reconnect_window=args.reconnect_window,
@@ -147,6 +152,8 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         mad_repo=plan["overrides"].get("mad_repo"), mad_ref=plan["overrides"].get("mad_ref"),
         mad_sync=Path(plan["overrides"]["mad_sync"]) if plan["overrides"].get("mad_sync")
         else None,
+        model_from=Path(plan["overrides"]["model_from"])
+        if plan["overrides"].get("model_from") else None,
         container_env=plan.get("container_env") or {},
         runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
         token=token, reconnect_window=args.reconnect_window,
