@@ -142,11 +142,15 @@ def _step_of(result: TaskResult) -> str:
     return _STEP_OF_ROLE.get(result.role, result.role or "run")
 
 
+# The actions a role fails a host with on purpose, saying why.
+_EXPLAINING_ACTIONS = frozenset({"ansible.builtin.fail", "fail"})
+
+
 def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> HostOutcome:
     """The outcome of one host from its task results (pure; unit-tested)."""
     steps: dict[str, dict[str, str]] = {}
     slots: dict[str, dict[str, Any]] = {}
-    status, reason = "", ""
+    status, reason, failed_step = "", "", ""
     preflight: dict[str, Any] | None = None
     for result in results:
         step = _step_of(result)
@@ -162,6 +166,12 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
               and result.role not in _JUDGED_ON_THE_CONTROLLER):
             entry["status"] = "failed"
             status, reason = _failure_status(step, result), result.message
+            failed_step = step
+        elif (result.outcome == "failed" and status and step == failed_step
+              and result.action in _EXPLAINING_ACTIONS):
+            # A block's rescue caught the first failure and explains it: its words are the
+            # reason ("… could not be downloaded: 401 gated"), not "non-zero return code".
+            reason = result.message or reason
     done = role_results(results)
     if "preflight" in done:
         preflight = dict(done["preflight"].data.get("verdict") or {}) or preflight

@@ -88,6 +88,13 @@ def test_a_failed_download_fails_the_host_at_the_model_step() -> None:
     outcome = host_outcome("h", (failed,), fetched=False)
     assert outcome.status == "failed:model"
     assert outcome.model is None
+    # The download task failed first and the block's rescue explained it: the host's
+    # reason is the explanation, not the command's "non-zero return code".
+    download = TaskResult(host="h", task="Download the model into the host's cache",
+                          role="model", action="ansible.builtin.command", outcome="failed",
+                          ignored=False, result={"msg": "non-zero return code"})
+    outcome = host_outcome("h", (download, failed), fetched=False)
+    assert (outcome.status, outcome.reason) == ("failed:model", "x could not be downloaded")
 
 
 def test_revisions_that_differ_between_hosts_are_drift() -> None:
