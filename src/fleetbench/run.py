@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbench import __version__, roleargs, scratch
+from fleetbench import __version__, diskplan, roleargs, scratch
 from fleetbench.errors import BadInput
 from fleetbench.gpus import slot_gpus
 from fleetbench.hostkeys import unreachable_status
@@ -31,6 +31,7 @@ from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.lock import this_controller
 from fleetbench.madsync import MadSnapshot, check_scenario, resolve_snapshot, write_archive
 from fleetbench.plan import (
+    DEFAULT_IMAGE,
     RunPlan,
     assign_slots,
     check_container_env,
@@ -192,7 +193,10 @@ def model_entry(data: Mapping[str, Any]) -> dict[str, Any] | None:
 def _failure_status(step: str, result: TaskResult) -> str:
     if step == "preflight":
         # The probe takes the run lock first: a host in use by another run is not probed.
-        return "skipped:locked" if result.result.get("locked") else "skipped:preflight"
+        if result.result.get("locked"):
+            return "skipped:locked"
+        verdict = result.result.get("verdict") or {}
+        return f"skipped:{verdict.get('skip') or 'preflight'}"  # disk, when short of it alone
     return f"failed:{step}"
 
 
@@ -283,6 +287,8 @@ class RunRequest:
     #: Seconds each host may stay out of reach while its slots run (inventory's
     #: fleetbench_reconnect_window, or --reconnect-window over it).
     reconnect_window_s: Mapping[str, int] = field(default_factory=dict)
+    #: Free disk each host needs (diskplan.DiskNeed.to_dict), planned by with_disk_plan.
+    disk_needs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def prepare(
@@ -320,6 +326,7 @@ def prepare(
             check_container_env(variables["fleetbench_container_env"],
                                 f"fleetbench_container_env of {host}", [token])
     windows = reconnect_windows(fleet.host_vars, reconnect_window)
+    diskplan.disk_options(fleet.host_vars)  # a size that is no number is bad input
     slots_for: dict[int, list[dict[str, Any]]] = {}  # logical GPUs of a host -> its slots
     for logical in sorted(set(fleet.planned_gpus.values())):
         hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
@@ -348,6 +355,20 @@ def prepare(
                       _extravars(plan, "run-id", slots_by_host, runs_dir))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
                       mad_snapshot=snapshot, reconnect_window_s=windows)
+
+
+def with_disk_plan(request: RunRequest) -> RunRequest:
+    """The request with each host's disk need planned (the registry asked for the image's
+    size; no host is touched)."""
+    plan = request.plan
+    images = {h: diskplan.image_of(request.fleet.host_vars.get(h, {}),
+                                   plan.overrides.get("image"), DEFAULT_IMAGE)
+              for h in request.fleet.hosts}
+    sizes = diskplan.lookup_sizes(set(images.values()))
+    needs = diskplan.plan_disk(images, plan.model, diskplan.model_bytes(plan.model, plan.dtype),
+                               diskplan.disk_options(request.fleet.host_vars), sizes)
+    return dataclasses.replace(request,
+                               disk_needs={h: n.to_dict() for h, n in needs.items()})
 
 
 def reconnect_windows(host_vars: Mapping[str, Mapping[str, Any]],
@@ -521,6 +542,8 @@ def _start(request: RunRequest, run_id: str, hosts: list[str], *,
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest,
                                rerun_by_host)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
+        extravars["fleetbench_disk_need_by_host"] = {h: request.disk_needs[h] for h in hosts
+                                                     if h in request.disk_needs}
         if request.mad_snapshot is not None:
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
@@ -615,7 +638,10 @@ def execute(
     run (slots ended/running, waiting for SSH); ``on_host(host, status, reason)`` a
     host's end.
     """
+    if not request.disk_needs:
+        request = with_disk_plan(request)
     run_dir, manifest = _open_run(request)
+    manifest["plan"]["disk"] = diskplan.summary(request.disk_needs)
     hosts_dir = run_dir / "hosts"
     hosts_dir.mkdir(exist_ok=True)
     planned = {h: [s.to_dict() for s in assign_slots(

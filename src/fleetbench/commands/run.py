@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleetbench import diskplan
 from fleetbench import plan as planning
 from fleetbench import run as runs
 from fleetbench.commands import user_path
@@ -105,6 +106,10 @@ def handle(args: argparse.Namespace) -> int:
     if args.thresholds is not None:
         load_thresholds(args.thresholds)  # a bad file is bad input: fail before any host
     console = Console(stderr=True)
+    # The plan's disk need (the registry asked for the image's size), before any host.
+    request = runs.with_disk_plan(request)
+    for need in diskplan.summary(request.disk_needs)["needs"]:
+        console.print(f"disk: {escape(diskplan.describe(need))} ({len(need['hosts'])} hosts)")
     with FleetProgress(len(request.fleet.hosts), "run", console) as progress:
         run_dir, manifest = runs.execute(
             request, on_step=progress.step, on_host=progress.host_done,
