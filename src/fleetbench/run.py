@@ -27,6 +27,7 @@ from fleetbench import __version__, diskplan, roleargs, scratch
 from fleetbench.errors import BadInput
 from fleetbench.gpus import slot_gpus
 from fleetbench.hostkeys import unreachable_status
+from fleetbench.imagestage import ControllerImage, controller_image, export_image
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.lock import this_controller
 from fleetbench.madsync import MadSnapshot, check_scenario, resolve_snapshot, write_archive
@@ -222,9 +223,10 @@ def with_slot_verdicts(outcome: HostOutcome) -> HostOutcome:
 
 
 def _digest(image: Mapping[str, Any]) -> str | None:
-    """The image's registry digest (or its id when it has none) from the image role's data."""
+    """The image's registry digest (or its id when it has none, or came from the controller:
+    the id is what was checked) from the image role's data."""
     digests = image.get("repo_digests") or []
-    if digests:
+    if digests and image.get("source") != "controller":
         return str(digests[0]).rsplit("@", 1)[-1]
     image_id = image.get("id")
     return str(image_id) if image_id else None
@@ -289,6 +291,8 @@ class RunRequest:
     reconnect_window_s: Mapping[str, int] = field(default_factory=dict)
     #: Free disk each host needs (diskplan.DiskNeed.to_dict), planned by with_disk_plan.
     disk_needs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: --image-from-controller: the controller's image the hosts load.
+    staged_image: ControllerImage | None = None
 
 
 def prepare(
@@ -297,7 +301,7 @@ def prepare(
     runs_dir: Path = Path("runs"), limit: str | None = None, timeout_s: int = 6 * 3600,
     token: Secret | None = None, partition_bytes: int | None = None,
     mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
-    reconnect_window: str | None = None,
+    reconnect_window: str | None = None, image_from_controller: bool = False,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -346,15 +350,27 @@ def prepare(
         timeout_s=timeout_s, limit=limit,
         overrides={k: v for k, v in {"image": image, "mad_repo": mad_repo, "mad_ref": mad_ref,
                                      "mad_sync": str(mad_sync or "")}.items() if v},
-        container_env=env,
+        container_env=env, image_from_controller=image_from_controller,
     )
+    staged = _controller_image(fleet, image) if image_from_controller else None
     # The roles' arguments, checked for every host with the values the run will give them
     # (its id and folder are not known yet: stand-ins of the same type).
     slots_by_host = {h: slots_for[fleet.planned_gpus[h]] for h in fleet.hosts}
     roleargs.validate(PLAYBOOKS, fleet.host_vars,
                       _extravars(plan, "run-id", slots_by_host, runs_dir))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
-                      mad_snapshot=snapshot, reconnect_window_s=windows)
+                      mad_snapshot=snapshot, reconnect_window_s=windows, staged_image=staged)
+
+
+def _controller_image(fleet: Fleet, image: str | None) -> ControllerImage:
+    """The one image of the fleet, as the controller's engine has it (BadInput otherwise)."""
+    refs = {diskplan.image_of(fleet.host_vars.get(h, {}), image, DEFAULT_IMAGE)
+            for h in fleet.hosts}
+    if len(refs) > 1:
+        raise BadInput(f"--image-from-controller sends one image, but the hosts' "
+                       f"fleetbench_image name {len(refs)} ({', '.join(sorted(refs))}) — pass "
+                       "--image REF")
+    return controller_image(refs.pop())
 
 
 def with_disk_plan(request: RunRequest) -> RunRequest:
@@ -364,7 +380,14 @@ def with_disk_plan(request: RunRequest) -> RunRequest:
     images = {h: diskplan.image_of(request.fleet.host_vars.get(h, {}),
                                    plan.overrides.get("image"), DEFAULT_IMAGE)
               for h in request.fleet.hosts}
-    sizes = diskplan.lookup_sizes(set(images.values()))
+    staged = request.staged_image
+    # From the controller: its engine's size, twice (the archive waits on the host while it
+    # loads); the registry is not asked.
+    known = {staged.ref: diskplan.ImageSize(
+        bytes=2 * staged.size_bytes, source="controller", digest=staged.id,
+        detail=f"{diskplan.gb(staged.size_bytes)} GB in the controller's engine, and its "
+               "archive while it loads")} if staged is not None else {}
+    sizes = diskplan.lookup_sizes(set(images.values()), known)
     needs = diskplan.plan_disk(images, plan.model, diskplan.model_bytes(plan.model, plan.dtype),
                                diskplan.disk_options(request.fleet.host_vars), sizes)
     return dataclasses.replace(request,
@@ -538,12 +561,16 @@ def _start(request: RunRequest, run_id: str, hosts: list[str], *,
     # Only the token socket's path reaches Ansible (ansible-runner writes extravars, envvars
     # and the inherited environment to disk); the role reads the token from it, no_log.
     serving = serve_token(request.token) if request.token else contextlib.nullcontext()
-    with serving as token_socket, scratch.folder("fleetbench-mad-") as mad_scratch:
+    with serving as token_socket, scratch.folder("fleetbench-mad-") as mad_scratch, \
+            scratch.folder("fleetbench-image-") as image_scratch:
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest,
                                rerun_by_host)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
         extravars["fleetbench_disk_need_by_host"] = {h: request.disk_needs[h] for h in hosts
                                                      if h in request.disk_needs}
+        if request.staged_image is not None:
+            extravars.update(image_from_controller=True, image_id=request.staged_image.id,
+                             image_archive=str(export_image(request.staged_image, image_scratch)))
         if request.mad_snapshot is not None:
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit

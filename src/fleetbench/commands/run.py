@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--mad-sync", type=user_path, metavar="DIR",
                         help="offline fleets: send a snapshot of this controller-side MAD "
                         "checkout (at --mad-ref) to every host instead of cloning")
+    parser.add_argument("--image-from-controller", action="store_true",
+                        help="offline fleets: send the image from this controller's Docker "
+                        "engine to the hosts that lack it (throttled like pulls) instead of "
+                        "pulling it from a registry")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a variable for every slot container (repeatable; over the "
                         "inventory's fleetbench_container_env; secrets are refused)")
@@ -97,6 +101,7 @@ def handle(args: argparse.Namespace) -> int:
             runs_dir=args.runs_dir, limit=args.limit,
             timeout_s=planning.parse_duration(args.timeout), token=token,
             reconnect_window=args.reconnect_window,
+            image_from_controller=args.image_from_controller,
         )
     if args.rerun_failed and args.resume is None:
         from fleetbench.errors import BadInput
@@ -155,6 +160,7 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         container_env=plan.get("container_env") or {},
         runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
         token=token, reconnect_window=args.reconnect_window,
+        image_from_controller=bool(plan.get("image_from_controller")),
     )
     return dataclasses.replace(request, resume=args.resume)
 
