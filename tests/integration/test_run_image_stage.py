@@ -118,3 +118,16 @@ def test_the_image_role_sends_loads_and_checks_the_controllers_image(
         assert play() == {"sent": False, "send_ran": False}
     finally:
         client.close()
+
+
+def test_an_image_the_controller_lacks_is_bad_input(run_lab: LabFleet, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    ref = f"127.0.0.1:{_closed_port()}/offline/none:x"
+    done = run_cli("run", "-i", run_lab.inventory, "--model", MODEL, "--gpus", "8",
+                   "--image", ref, "--image-from-controller", "--runs-dir", runs,
+                   env=run_env(runs))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (f"fleetbench: error: --image-from-controller: this controller's "
+                           f"Docker engine has no image {ref} — docker pull or docker load it "
+                           "here first\n")
+    assert not runs.exists()

@@ -219,3 +219,16 @@ def test_probe_measures_both_places_and_the_cached_model(probe_utils: types.Modu
     assert disk["model_cache"]["device"] == disk["device"]
     assert disk["free_bytes"] > 0 and "image" not in disk
     assert probe_utils.cached_model_bytes(str(tmp_path / "cache"), "org/other") == 0
+
+
+@pytest.mark.parametrize(("ref", "tags", "found"), [
+    ("rocm/vllm:x", ["rocm/vllm:x"], "rocm/vllm:x"),
+    ("rocm/vllm", ["rocm/vllm:latest"], "rocm/vllm:latest"),
+    ("127.0.0.1:5000/a/b", ["127.0.0.1:5000/a/b:latest"], "127.0.0.1:5000/a/b:latest"),
+    ("rocm/vllm:y", ["rocm/vllm:x"], None),
+])
+def test_the_controllers_image_is_sent_by_the_tag_the_hosts_use(
+        ref: str, tags: list[str], found: str | None) -> None:
+    from fleetbench.imagestage import tag_of
+
+    assert tag_of(ref, tags) == found

@@ -7,8 +7,8 @@ would hash the whole archive on the controller once per host, and once more on t
 
 from __future__ import annotations
 
-import os
 import shlex
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ansible.errors import AnsibleActionFail
@@ -28,9 +28,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         dest = str(self._task.args.get("dest") or "")
         if not src or not dest:
             raise AnsibleActionFail("fleetbench_image_send needs src and dest")
-        if not os.path.isfile(src):
+        if not Path(src).is_file():
             raise AnsibleActionFail(f"no image archive at {src} on the controller")
-        size = os.path.getsize(src)
+        size = Path(src).stat().st_size
         self._connection.put_file(src, dest)
         stat = self._low_level_execute_command(f"stat -c %s {shlex.quote(dest)}",
                                                sudoable=False)
