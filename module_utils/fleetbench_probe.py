@@ -28,7 +28,10 @@ from ansible.module_utils.fleetbench_run import held_by, take_lock
 DEFAULTS = {
     "sysfs_root": "/",
     "rocm_path": "/opt/rocm",
-    "disk_path": "/var/lib/docker",
+    "disk_path": "",
+    "model_cache": None,
+    "image": None,
+    "model": None,
     "command_timeout": 60,
     "lock_path": None,
     "lock_run_id": None,
@@ -37,14 +40,68 @@ DEFAULTS = {
 
 
 def free_disk(path):
-    """Free and total bytes of the file system holding ``path`` (or its nearest parent)."""
+    """Free and total bytes of the file system holding ``path`` (or its nearest parent);
+    ``device`` tells whether two paths share one file system."""
     probe = path
     while probe and not os.path.exists(probe):
         probe = os.path.dirname(probe.rstrip("/")) or "/"
     stat = os.statvfs(probe)
     return {"path": path, "measured_at": probe,
             "free_bytes": stat.f_bavail * stat.f_frsize,
-            "total_bytes": stat.f_blocks * stat.f_frsize}
+            "total_bytes": stat.f_blocks * stat.f_frsize,
+            "device": os.stat(probe).st_dev}
+
+
+def docker_root(timeout):
+    """Docker's data root as the engine reports it (None when it does not answer)."""
+    info = run(["docker", "info", "--format", "{{.DockerRootDir}}"], timeout)
+    root = info["stdout"].strip() if info["rc"] == 0 else ""
+    return root or None
+
+
+def local_image(ref, timeout):
+    """Id and registry digests of ``ref`` in the host's engine (None when it lacks it)."""
+    found = run(["docker", "image", "inspect", "--format",
+                 "{{json .Id}}\t{{json .RepoDigests}}", ref], timeout)
+    if found["rc"] != 0:
+        return None
+    try:
+        image_id, digests = found["stdout"].strip().split("\t", 1)
+        return {"id": json.loads(image_id), "repo_digests": json.loads(digests) or []}
+    except ValueError:
+        return None
+
+
+def cached_model_bytes(cache, model):
+    """Bytes of ``model``'s blobs already in the Hugging Face cache under ``cache``."""
+    blobs = os.path.join(cache, "hub", "models--" + model.replace("/", "--"), "blobs")
+    total = 0
+    try:
+        names = os.listdir(blobs)
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            total += os.lstat(os.path.join(blobs, name)).st_size
+        except OSError:
+            continue
+    return total
+
+
+def disk_probe(params, timeout):
+    """Free space where the image and the model go, and what of them the host already has.
+
+    ``disk_path`` empty: Docker's data root as the engine reports it."""
+    path = params["disk_path"] or docker_root(timeout) or "/var/lib/docker"
+    disk = free_disk(path)
+    if params["model_cache"]:
+        disk["model_cache"] = free_disk(params["model_cache"])
+        if params["model"]:
+            disk["model_cache"]["cached_bytes"] = cached_model_bytes(params["model_cache"],
+                                                                     params["model"])
+    if params["image"]:
+        disk["image"] = local_image(params["image"], timeout)
+    return disk
 
 
 def probe(params):
@@ -85,7 +142,7 @@ def probe(params):
             "server_version": (server or {}).get("Version"),
             "error": docker["stderr"].strip()[-500:] if docker["rc"] != 0 else None,
         },
-        "disk": free_disk(params["disk_path"]),
+        "disk": disk_probe(params, timeout),
         "lock": lock,
     }
 

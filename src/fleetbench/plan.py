@@ -135,6 +135,8 @@ class RunPlan:
     overrides: dict[str, str] = field(default_factory=dict)
     # --env K=V for every slot container (over the inventory's fleetbench_container_env).
     container_env: dict[str, str] = field(default_factory=dict)
+    # --image-from-controller: the hosts load the controller's image instead of pulling.
+    image_from_controller: bool = False
 
     @property
     def model_name(self) -> str:
@@ -148,6 +150,7 @@ class RunPlan:
             "scenario": self.scenario, "slots": self.slots, "timeout_s": self.timeout_s,
             "limit": self.limit, "overrides": dict(self.overrides),
             "container_env": dict(self.container_env),
+            "image_from_controller": self.image_from_controller,
         }
 
 

@@ -7,9 +7,10 @@ verdict of :mod:`fleetbench.partition` plus the Docker engine, ROCm and free-dis
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from fleetbench.diskplan import judge_disk
 from fleetbench.errors import BadInput
 from fleetbench.gpus import gpu_model, logical_gpus
 from fleetbench.lock import Controller, judge_lock, this_controller
@@ -24,7 +25,8 @@ class PreflightOptions:
     """What a host is judged against (inventory group vars, via the role)."""
 
     expected: ExpectedPartition
-    min_free_disk_gb: float = 60.0
+    #: Free disk the run needs (fleetbench.diskplan.DiskNeed.to_dict); empty: not judged.
+    disk_need: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> PreflightOptions:
@@ -36,7 +38,13 @@ class PreflightOptions:
             logical_per_physical=per_physical or None,
             missing_partition_is_error=_as_bool(args.get("missing_partition_is_error", False)),
         )
-        return cls(expected=expected, min_free_disk_gb=float(args.get("min_free_disk_gb", 60)))
+        need = args.get("disk_need") or {}
+        if not isinstance(need, Mapping):
+            raise BadInput(f"disk_need must be a mapping, not {type(need).__name__}")
+        if need and args.get("disk_margin_gb") not in (None, ""):
+            # The role's margin (preflight_disk_margin_gb) decides on the host.
+            need = {**need, "margin_bytes": int(float(args["disk_margin_gb"]) * GB)}
+        return cls(expected=expected, disk_need=need)
 
 
 def _as_bool(value: object) -> bool:
@@ -76,12 +84,8 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any], *,
     disk = probe.get("disk") or {}
     free_bytes = disk.get("free_bytes")
     free_gb = round(free_bytes / GB, 1) if isinstance(free_bytes, int) else None
-    if free_gb is not None and free_gb < options.min_free_disk_gb:
-        problems.append(
-            f"only {free_gb} GB free at {disk.get('measured_at')} (need "
-            f"{options.min_free_disk_gb:g} GB for the image); free space or point "
-            "fleetbench_disk_path at Docker's data root"
-        )
+    # Against what the run needs (planned on the controller); `check` only reports it.
+    disk_problems, disk_checked = judge_disk(options.disk_need, disk)
 
     users = probe.get("gpu_processes") or []
     if users:
@@ -102,8 +106,12 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any], *,
     partition = evaluate_host(raw, options.expected)
     problems.extend(partition.problems)
     warnings.extend(partition.warnings)
+    # A host short of disk alone is skipped:disk; any other problem makes it skipped:preflight.
+    skip = "disk" if disk_problems and not problems else "preflight"
+    problems.extend(disk_problems)
     return {
         "ok": not problems,
+        "skip": skip if problems else None,
         "problems": problems,
         "warnings": warnings,
         "compute_partition": partition.compute_partition,
@@ -115,6 +123,7 @@ def judge_probe(probe: Mapping[str, Any], args: Mapping[str, Any], *,
         "rocm_version": rocm_version,
         "driver_version": probe.get("driver_version"),
         "free_disk_gb": free_gb,
+        "disk": disk_checked,
         # The GPU model (roofline table) and every logical GPU's physical GPU and partition.
         "gpu_model": gpu_model(raw),
         "gpus": logical_gpus(raw),

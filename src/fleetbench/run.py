@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbench import __version__, roleargs, scratch
+from fleetbench import __version__, diskplan, roleargs, scratch
 from fleetbench.errors import BadInput
 from fleetbench.gpus import slot_gpus
 from fleetbench.hostkeys import unreachable_status
+from fleetbench.imagestage import ControllerImage, controller_image, export_image
 from fleetbench.inventory import Fleet, load_fleet
 from fleetbench.lock import this_controller
 from fleetbench.madsync import MadSnapshot, check_scenario, resolve_snapshot, write_archive
 from fleetbench.modelsync import ModelSnapshot, resolve_model_snapshot
 from fleetbench.plan import (
+    DEFAULT_IMAGE,
     RunPlan,
     assign_slots,
     check_container_env,
@@ -203,7 +205,10 @@ def model_entry(data: Mapping[str, Any]) -> dict[str, Any] | None:
 def _failure_status(step: str, result: TaskResult) -> str:
     if step == "preflight":
         # The probe takes the run lock first: a host in use by another run is not probed.
-        return "skipped:locked" if result.result.get("locked") else "skipped:preflight"
+        if result.result.get("locked"):
+            return "skipped:locked"
+        verdict = result.result.get("verdict") or {}
+        return f"skipped:{verdict.get('skip') or 'preflight'}"  # disk, when short of it alone
     return f"failed:{step}"
 
 
@@ -229,9 +234,10 @@ def with_slot_verdicts(outcome: HostOutcome) -> HostOutcome:
 
 
 def _digest(image: Mapping[str, Any]) -> str | None:
-    """The image's registry digest (or its id when it has none) from the image role's data."""
+    """The image's registry digest (or its id when it has none, or came from the controller:
+    the id is what was checked) from the image role's data."""
     digests = image.get("repo_digests") or []
-    if digests:
+    if digests and image.get("source") != "controller":
         return str(digests[0]).rsplit("@", 1)[-1]
     image_id = image.get("id")
     return str(image_id) if image_id else None
@@ -296,6 +302,10 @@ class RunRequest:
     #: Seconds each host may stay out of reach while its slots run (inventory's
     #: fleetbench_reconnect_window, or --reconnect-window over it).
     reconnect_window_s: Mapping[str, int] = field(default_factory=dict)
+    #: Free disk each host needs (diskplan.DiskNeed.to_dict), planned by with_disk_plan.
+    disk_needs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: --image-from-controller: the controller's image the hosts load.
+    staged_image: ControllerImage | None = None
 
 
 def prepare(
@@ -305,6 +315,7 @@ def prepare(
     token: Secret | None = None, partition_bytes: int | None = None,
     mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
     reconnect_window: str | None = None, model_from: Path | None = None,
+    image_from_controller: bool = False,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -333,6 +344,7 @@ def prepare(
             check_container_env(variables["fleetbench_container_env"],
                                 f"fleetbench_container_env of {host}", [token])
     windows = reconnect_windows(fleet.host_vars, reconnect_window)
+    diskplan.disk_options(fleet.host_vars)  # a size that is no number is bad input
     slots_for: dict[int, list[dict[str, Any]]] = {}  # logical GPUs of a host -> its slots
     for logical in sorted(set(fleet.planned_gpus.values())):
         hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
@@ -357,8 +369,9 @@ def prepare(
                                      "mad_sync": str(mad_sync or ""),
                                      "model_from": str(model_snapshot.folder.parent
                                                        if model_snapshot else "")}.items() if v},
-        container_env=env,
+        container_env=env, image_from_controller=image_from_controller,
     )
+    staged = _controller_image(fleet, image) if image_from_controller else None
     # The roles' arguments, checked for every host with the values the run will give them
     # (its id and folder are not known yet: stand-ins of the same type).
     slots_by_host = {h: slots_for[fleet.planned_gpus[h]] for h in fleet.hosts}
@@ -366,7 +379,39 @@ def prepare(
                       _extravars(plan, "run-id", slots_by_host, runs_dir))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
                       mad_snapshot=snapshot, model_snapshot=model_snapshot,
-                      reconnect_window_s=windows)
+                      reconnect_window_s=windows, staged_image=staged)
+
+
+def _controller_image(fleet: Fleet, image: str | None) -> ControllerImage:
+    """The one image of the fleet, as the controller's engine has it (BadInput otherwise)."""
+    refs = {diskplan.image_of(fleet.host_vars.get(h, {}), image, DEFAULT_IMAGE)
+            for h in fleet.hosts}
+    if len(refs) > 1:
+        raise BadInput(f"--image-from-controller sends one image, but the hosts' "
+                       f"fleetbench_image name {len(refs)} ({', '.join(sorted(refs))}) — pass "
+                       "--image REF")
+    return controller_image(refs.pop())
+
+
+def with_disk_plan(request: RunRequest) -> RunRequest:
+    """The request with each host's disk need planned (the registry asked for the image's
+    size; no host is touched)."""
+    plan = request.plan
+    images = {h: diskplan.image_of(request.fleet.host_vars.get(h, {}),
+                                   plan.overrides.get("image"), DEFAULT_IMAGE)
+              for h in request.fleet.hosts}
+    staged = request.staged_image
+    # From the controller: its engine's size, twice (the archive waits on the host while it
+    # loads); the registry is not asked.
+    known = {staged.ref: diskplan.ImageSize(
+        bytes=2 * staged.size_bytes, source="controller", digest=staged.id,
+        detail=f"{diskplan.gb(staged.size_bytes)} GB in the controller's engine, and its "
+               "archive while it loads")} if staged is not None else {}
+    sizes = diskplan.lookup_sizes(set(images.values()), known)
+    needs = diskplan.plan_disk(images, plan.model, diskplan.model_bytes(plan.model, plan.dtype),
+                               diskplan.disk_options(request.fleet.host_vars), sizes)
+    return dataclasses.replace(request,
+                               disk_needs={h: n.to_dict() for h, n in needs.items()})
 
 
 def reconnect_windows(host_vars: Mapping[str, Mapping[str, Any]],
@@ -536,10 +581,16 @@ def _start(request: RunRequest, run_id: str, hosts: list[str], *,
     # Only the token socket's path reaches Ansible (ansible-runner writes extravars, envvars
     # and the inherited environment to disk); the role reads the token from it, no_log.
     serving = serve_token(request.token) if request.token else contextlib.nullcontext()
-    with serving as token_socket, scratch.folder("fleetbench-mad-") as mad_scratch:
+    with serving as token_socket, scratch.folder("fleetbench-mad-") as mad_scratch, \
+            scratch.folder("fleetbench-image-") as image_scratch:
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest,
                                rerun_by_host)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
+        extravars["fleetbench_disk_need_by_host"] = {h: request.disk_needs[h] for h in hosts
+                                                     if h in request.disk_needs}
+        if request.staged_image is not None:
+            extravars.update(image_from_controller=True, image_id=request.staged_image.id,
+                             image_archive=str(export_image(request.staged_image, image_scratch)))
         if request.mad_snapshot is not None:
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
@@ -636,7 +687,10 @@ def execute(
     run (slots ended/running, waiting for SSH); ``on_host(host, status, reason)`` a
     host's end.
     """
+    if not request.disk_needs:
+        request = with_disk_plan(request)
     run_dir, manifest = _open_run(request)
+    manifest["plan"]["disk"] = diskplan.summary(request.disk_needs)
     hosts_dir = run_dir / "hosts"
     hosts_dir.mkdir(exist_ok=True)
     planned = {h: [s.to_dict() for s in assign_slots(

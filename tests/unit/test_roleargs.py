@@ -63,11 +63,11 @@ def test_sample_inventory_passes(tmp_path: Path) -> None:
 
 
 def test_a_bad_group_variable_names_the_variable_the_admin_set(tmp_path: Path) -> None:
-    found = _problems(tmp_path, {**GOOD, "fleetbench_min_free_disk_gb": "lots"})
+    found = _problems(tmp_path, {**GOOD, "fleetbench_disk_margin_gb": "lots"})
     assert len(found) == 1
     problem = found[0]
     assert (problem.role, problem.option, problem.source) == (
-        "preflight", "preflight_min_free_disk_gb", "fleetbench_min_free_disk_gb")
+        "preflight", "preflight_disk_margin_gb", "fleetbench_disk_margin_gb")
     assert problem.hosts == ("gpu01", "gpu02", "gpu03")
     assert "float" in problem.message and "_AnsibleTagged" not in problem.message
 
@@ -86,13 +86,13 @@ def test_role_variable_set_directly_is_its_own_source(tmp_path: Path) -> None:
 
 
 def test_templated_inventory_values_are_resolved_per_host(tmp_path: Path) -> None:
-    group = {**GOOD, "fleetbench_min_free_disk_gb": "{{ disk_gb }}"}
+    group = {**GOOD, "fleetbench_disk_margin_gb": "{{ disk_gb }}"}
     ok = _problems(tmp_path, {**group, "disk_gb": 80})
     assert ok == []
     # One host's value of the variable the template reads is bad: only that host fails,
     # although the template text is the same everywhere.
     bad = _problems(tmp_path, {**group, "disk_gb": 80}, {"gpu03": {"disk_gb": "many"}})
-    assert [(p.source, p.hosts) for p in bad] == [("fleetbench_min_free_disk_gb", ("gpu03",))]
+    assert [(p.source, p.hosts) for p in bad] == [("fleetbench_disk_margin_gb", ("gpu03",))]
 
 
 def test_undefined_variable_in_a_template_is_a_problem(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def _ansible_verdicts(inventory: Path, playbook: str) -> dict[str, bool]:
 def test_same_hosts_fail_as_with_ansibles_own_check(tmp_path: Path) -> None:
     host_vars = {
         "gpu01": {},
-        "gpu02": {"fleetbench_min_free_disk_gb": "lots"},
+        "gpu02": {"fleetbench_disk_margin_gb": "lots"},
         "gpu03": {"fleetbench_expected_compute": "XPX", "fleetbench_logical_per_physical": 8},
         "gpu04": {"preflight_command_timeout": "60"},  # a numeric string converts: fine
         "gpu05": {"preflight_missing_partition_is_error": "maybe"},

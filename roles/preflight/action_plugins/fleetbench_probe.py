@@ -26,14 +26,15 @@ except ImportError as exc:
 else:
     FLEETBENCH_MISSING = None
 
-MODULE_ARGS = ("sysfs_root", "rocm_path", "disk_path", "command_timeout",
+MODULE_ARGS = ("sysfs_root", "rocm_path", "disk_path", "model_cache", "command_timeout",
                "lock_path", "lock_run_id", "lock_controller")
 JUDGE_ARGS = (
     "expected_compute",
     "expected_memory",
     "logical_per_physical",
     "missing_partition_is_error",
-    "min_free_disk_gb",
+    "disk_need",
+    "disk_margin_gb",
 )
 
 
@@ -53,6 +54,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         result: dict[str, Any] = super().run(tmp, task_vars)
         args = self._task.args
         module_args = {key: args[key] for key in MODULE_ARGS if key in args}
+        need = args.get("disk_need") or {}
+        if need:  # what of the run the host already has counts against the need
+            module_args.update({"image": need.get("image"), "model": need.get("model")})
         probe = remote.run_probe(self, task_vars or {}, "probe", "fleetbench_probe", module_args)
         result.update(probe)
         inventory = lock.inventory_of((task_vars or {}).get("ansible_inventory_sources"))

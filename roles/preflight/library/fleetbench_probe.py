@@ -21,7 +21,13 @@ description:
 options:
   sysfs_root: {type: str, default: /, description: Root of the sysfs tree.}
   rocm_path: {type: str, default: /opt/rocm, description: ROCm installation folder.}
-  disk_path: {type: str, default: /var/lib/docker, description: Folder whose free space counts.}
+  disk_path:
+    type: str
+    default: ""
+    description: Docker's data root, whose free space counts; empty asks the engine.
+  model_cache: {type: str, description: The host's Hugging Face cache (its free space counts).}
+  image: {type: str, description: Image reference; its id and digests on the host are returned.}
+  model: {type: str, description: Hugging Face id; the bytes of it already cached are returned.}
   command_timeout: {type: int, default: 60, description: Seconds any one command may take.}
   lock_path: {type: str, description: The host's run lock folder.}
   lock_run_id: {type: str, description: Take the lock for this run before probing.}
@@ -40,7 +46,10 @@ def main():
         argument_spec={
             "sysfs_root": {"type": "str", "default": "/"},
             "rocm_path": {"type": "str", "default": "/opt/rocm"},
-            "disk_path": {"type": "str", "default": "/var/lib/docker"},
+            "disk_path": {"type": "str", "default": ""},
+            "model_cache": {"type": "str"},
+            "image": {"type": "str"},
+            "model": {"type": "str"},
             "command_timeout": {"type": "int", "default": 60},
             "lock_path": {"type": "str"},
             "lock_run_id": {"type": "str"},

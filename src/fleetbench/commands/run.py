@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleetbench import diskplan
 from fleetbench import plan as planning
 from fleetbench import run as runs
 from fleetbench.commands import user_path
@@ -49,6 +50,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="offline fleets: send the model's snapshot from this "
                         "controller-side Hugging Face cache (HF_HUB_CACHE layout) to every "
                         "host's cache instead of downloading it there")
+    parser.add_argument("--image-from-controller", action="store_true",
+                        help="offline fleets: send the image from this controller's Docker "
+                        "engine to the hosts that lack it (throttled like pulls) instead of "
+                        "pulling it from a registry")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a variable for every slot container (repeatable; over the "
                         "inventory's fleetbench_container_env; secrets are refused)")
@@ -101,6 +106,7 @@ def handle(args: argparse.Namespace) -> int:
             runs_dir=args.runs_dir, limit=args.limit,
             timeout_s=planning.parse_duration(args.timeout), token=token,
             reconnect_window=args.reconnect_window,
+            image_from_controller=args.image_from_controller,
         )
     if args.rerun_failed and args.resume is None:
         from fleetbench.errors import BadInput
@@ -110,6 +116,10 @@ def handle(args: argparse.Namespace) -> int:
     if args.thresholds is not None:
         load_thresholds(args.thresholds)  # a bad file is bad input: fail before any host
     console = Console(stderr=True)
+    # The plan's disk need (the registry asked for the image's size), before any host.
+    request = runs.with_disk_plan(request)
+    for need in diskplan.summary(request.disk_needs)["needs"]:
+        console.print(f"disk: {escape(diskplan.describe(need))} ({len(need['hosts'])} hosts)")
     with FleetProgress(len(request.fleet.hosts), "run", console) as progress:
         run_dir, manifest = runs.execute(
             request, on_step=progress.step, on_host=progress.host_done,
@@ -157,6 +167,7 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         container_env=plan.get("container_env") or {},
         runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
         token=token, reconnect_window=args.reconnect_window,
+        image_from_controller=bool(plan.get("image_from_controller")),
     )
     return dataclasses.replace(request, resume=args.resume)
 

@@ -31,7 +31,17 @@ from typing import Any
 import yaml
 
 from fleetbench.errors import LabError
-from fleetbench.lab import DEFAULT_FIRST_ADDRESS, DEFAULT_PORT, gpu, hub, image, mad, services, smi
+from fleetbench.lab import (
+    DEFAULT_FIRST_ADDRESS,
+    DEFAULT_PORT,
+    disk,
+    gpu,
+    hub,
+    image,
+    mad,
+    services,
+    smi,
+)
 
 LAB_FILE = "lab.json"
 BENCH_MODES = ("ok", "fail", "hang", "slow")
@@ -219,6 +229,9 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 f"{host_dir / 'bench.env'}:/fleetbench-lab/bench.env:ro"
             ],
             "fleetbench_work_dir": str(host_dir / "work"),
+            # Docker's data root as preflight's disk planning sees it: this machine's disk,
+            # or a tmpfs of the size `lab set HOST disk_free_gb=N` asks for.
+            "fleetbench_disk_path": str(disk.disk_dir(host_dir)),
             # The model step downloads from the lab's hub (per-host path: counted per host).
             "fleetbench_hf_endpoint": lab.hub_endpoint(host.name),
             # All lab hosts share this machine's Docker engine: only containers that mount
@@ -242,8 +255,9 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 "fleetbench_mad_ref": "v-era-d",
                 # No /dev/kfd or /dev/dri here: the stand-in image needs no GPU devices.
                 "fleetbench_container_devices": [],
-                # Lab hosts share one disk; a real image needs tens of GB, the stand-in does not.
-                "fleetbench_min_free_disk_gb": 1,
+                # Lab hosts share one disk and write little: a small margin over the image
+                # and the model (disk_free_gb=N makes a host short).
+                "fleetbench_disk_margin_gb": 1,
                 # The lab's SSH user already owns the simulators; sudo's secure_path would
                 # also hide them (they are on the lab sshd's PATH only).
                 "fleetbench_become": False,
@@ -314,6 +328,7 @@ def up(root: Path, hosts: int = 3, first_address: str = DEFAULT_FIRST_ADDRESS,
         if not state_file.exists():
             smi.install_host(host_dir, gpu.GpuState(), sys.executable)
             write_bench_env(host_dir, {"host": name, "mode": "ok", "factor": "1.0", "slow_s": "2"})
+        disk.disk_dir(host_dir).mkdir(exist_ok=True)
         host.pid = services.start_sshd(lab.sshd_host(host), [str(host_dir / "bin")])
         lab.save()
     write_inventory(lab)
@@ -323,6 +338,7 @@ def up(root: Path, hosts: int = 3, first_address: str = DEFAULT_FIRST_ADDRESS,
 
 def _remove_host(lab: Lab, name: str) -> None:
     services.stop_process(lab.hosts[name].pid)
+    disk.unmount(lab.host_dir(name))
     shutil.rmtree(lab.host_dir(name), ignore_errors=True)
     del lab.hosts[name]
 
@@ -398,7 +414,7 @@ def set_host(root: Path, name: str, assignments: Sequence[str]) -> dict[str, Any
         if not sep or not key or not value:
             raise LabError(f"{item!r} is not key=value — e.g. compute=SPX memory=NPS1")
         settings[key.strip()] = value.strip()
-    allowed = (*gpu.GPU_SETTING_KEYS, *BENCH_KEYS, SSHD_KEY)
+    allowed = (*gpu.GPU_SETTING_KEYS, *BENCH_KEYS, SSHD_KEY, disk.DISK_KEY)
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise LabError(f"unknown setting {', '.join(unknown)} — use: {', '.join(allowed)}")
@@ -410,6 +426,8 @@ def set_host(root: Path, name: str, assignments: Sequence[str]) -> dict[str, Any
             state = gpu.GpuState.load(host_dir / GPU_STATE_FILE).with_settings(gpu_settings)
             state.save(host_dir / GPU_STATE_FILE)
             smi.render_host(host_dir, state)
+    if disk.DISK_KEY in settings:
+        disk.set_free(host_dir, settings[disk.DISK_KEY])
     bench = {k: v for k, v in settings.items() if k in BENCH_KEYS}
     if bench:
         write_bench_env(host_dir, _bench_settings(bench, read_bench_env(host_dir)))
@@ -437,6 +455,7 @@ def host_status(lab: Lab, host: LabHost) -> dict[str, Any]:
         "sshd": "running" if running else "stopped",
         "gpu": dataclasses.asdict(state),
         "bench": read_bench_env(host_dir),
+        "disk": disk.status(host_dir),
     }
 
 
