@@ -79,7 +79,8 @@ def test_a_role_without_readme_gets_one(checkout: Path) -> None:
     (checkout / "roles" / "image" / "README.md").unlink()
     assert roledocs.main(["--roles", str(checkout / "roles")]) == 0
     readme = (checkout / "roles" / "image" / "README.md").read_text()
-    assert readme.startswith("# image\n\nPull the benchmark image, throttled across the fleet.")
+    assert readme.startswith("# image\n\nPull the benchmark image (or load it from the controller), "
+                             "throttled across the fleet.")
     assert "Used by `playbooks/run.yml`, `playbooks/start.yml`." in readme
     assert "| `image_pull_throttle` | int | `8` | Hosts pulling at the same time. |" in readme
 
