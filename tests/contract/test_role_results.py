@@ -1,5 +1,5 @@
 """Every role of a run ends by setting its result fact, the one thing fleetbench reads of it
-(fleetbench.run.role_results): a module renamed in YAML cannot silently empty the manifest."""
+(fleetbench.role_results): a module renamed in YAML cannot silently empty the manifest."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetbench.run import RESULT_FACT
+from fleetbench.role_results import RESULT_FACT
 
 REPO = Path(__file__).resolve().parents[2]
 # The roles fleetbench run reads (benchmark_verdict only speaks for plain ansible-playbook).
