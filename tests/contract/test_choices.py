@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHOICES = {
     ("preflight", "preflight_expected_compute"): COMPUTE_MODES,
     ("preflight", "preflight_expected_memory"): MEMORY_MODES,
+    ("fleetbench_defaults", "fleetbench_expected_compute"): COMPUTE_MODES,
+    ("fleetbench_defaults", "fleetbench_expected_memory"): MEMORY_MODES,
     ("partition", "partition_compute"): COMPUTE_MODES,
     ("partition", "partition_memory"): MEMORY_MODES,
     ("benchmark", "benchmark_dtype"): DTYPES,
