@@ -26,6 +26,8 @@ CHOICES = {
     ("benchmark", "benchmark_scenario"): SCENARIOS,
     ("benchmark", "benchmark_mad_era"): ERAS,
     ("mad", "mad_dtype"): DTYPES,
+    ("plan", "plan_dtype"): DTYPES,
+    ("plan", "plan_scenario"): SCENARIOS,
 }
 # Choices with no Python counterpart: the partition role's verify/apply switch is the role's
 # own, set by the playbook that includes it.
