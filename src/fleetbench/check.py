@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fleetbench import roleargs
 from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet
+from fleetbench.role_results import role_result
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 
 PLAYBOOK = "check"
-PROBE_ACTION = "fleetbench_probe"
+#: The role whose result fact (``preflight_result``) says how a host was found.
+ROLE = "preflight"
 DEFAULT_MAX_FORKS = 100
 
 
@@ -70,15 +72,30 @@ class CheckReport:
         return {"hosts": {h.name: h.contract() for h in self.hosts}}
 
 
+def deciding_result(results: Sequence[TaskResult]) -> TaskResult | None:
+    """The result that decides a host: SSH's refusal, the task that set the preflight
+    role's result fact, or else the task that failed the host (the probe fails a host it
+    finds unfit, with its verdict in the result). Which module did it does not matter."""
+    for result in results:
+        if result.outcome == "unreachable":
+            return result
+        done = role_result(result)
+        if done is not None and done.step == ROLE:
+            return result
+    return next((r for r in results if r.outcome == "failed" and not r.ignored), None)
+
+
 def host_check(name: str, result: TaskResult | None) -> HostCheck:
-    """Turn the probe task's result on one host into a HostCheck."""
+    """Turn the result that decides one host (:func:`deciding_result`) into a HostCheck."""
     if result is None:
         return HostCheck(name, "failed", problems=("the probe never ran on this host",))
     if result.outcome == "unreachable":
         # A host key SSH refused is failed:hostkey with one line, not SSH's whole banner.
         status, problem = unreachable_status(name, result.message or "unreachable")
         return HostCheck(name, status, problems=(problem,))
-    verdict: Mapping[str, Any] | None = result.result.get("verdict")
+    done = role_result(result)
+    verdict: Mapping[str, Any] | None = (
+        done.data.get("verdict") if done is not None else result.result.get("verdict")) or None
     if verdict is None:  # the module itself failed (Python missing, permission, crash…)
         return HostCheck(name, "failed", problems=(result.message or "the probe failed",))
     return HostCheck(
@@ -98,12 +115,8 @@ def host_check(name: str, result: TaskResult | None) -> HostCheck:
 
 def report_from_run(hosts: tuple[str, ...], run: PlaybookRun) -> CheckReport:
     """A CheckReport for ``hosts`` from the results of ``check.yml``."""
-    checks = []
-    for name in hosts:
-        probe = [r for r in run.for_host(name)
-                 if r.action == PROBE_ACTION or r.outcome == "unreachable"]
-        checks.append(host_check(name, probe[-1] if probe else None))
-    return CheckReport(hosts=tuple(checks))
+    return CheckReport(hosts=tuple(host_check(name, deciding_result(run.for_host(name)))
+                                   for name in hosts))
 
 
 def check_fleet(
@@ -123,8 +136,7 @@ def check_fleet(
         validate_inputs(fleet)
 
     def on_result(result: TaskResult) -> None:
-        is_final = result.action == PROBE_ACTION or result.outcome == "unreachable"
-        if on_host is not None and is_final:
+        if on_host is not None and deciding_result((result,)) is result:
             on_host(host_check(result.host, result))
 
     # Probes are independent and light: one fork per host, up to a bound for the controller.

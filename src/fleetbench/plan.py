@@ -8,8 +8,9 @@ instance gets) and the order slots run in. Pure functions; the role's filter plu
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fleetbench.errors import BadInput
@@ -244,3 +245,46 @@ def plan_waves(slots: Sequence[dict[str, Any]], scenario: str, available_gpus: i
         for wave in slot_waves(runnable, scenario, serving)
     ]
     return {"waves": waves, "skipped": skipped}
+
+
+def plan_fleet(model: str, gpus: int | str, dtype: str, scenario: str,
+               host_vars: Mapping[str, Mapping[str, Any]], *, slots: str = "auto",
+               token_file: str = "") -> dict[str, list[dict[str, Any]]]:
+    """Each host's slots, planned as ``fleetbench run`` plans them before anything starts;
+    BadInput (one message naming the variable and the fix) for bad input.
+
+    For ``playbooks/run.yml`` run without fleetbench (plain ansible-playbook, AWX): its
+    first play calls this through the plan role's filter with the run's variables and
+    every host's inventory variables (:func:`fleetbench.inventory.planned_partitions`).
+    """
+    from fleetbench.fit import check_fit
+    from fleetbench.inventory import planned_partitions
+
+    if not model:
+        raise BadInput("benchmark_model is not set — pass the model to benchmark, e.g. "
+                       "-e benchmark_model=meta-llama/Llama-3.1-8B-Instruct")
+    try:
+        count = int(gpus)
+    except (TypeError, ValueError):
+        raise BadInput(f"benchmark_gpus {gpus!r} is not a number — pass the GPUs per "
+                       "benchmark instance, e.g. -e benchmark_gpus=8") from None
+    validate_choices(model, count, dtype, scenario, str(slots))
+    if needs_token(model) and not token_file:
+        raise BadInput(f"{model} is a gated model: pass -e benchmark_hf_token_file=FILE (a "
+                       "file on this controller, chmod 600, holding a token with access)")
+    if token_file and not Path(token_file).expanduser().is_file():
+        raise BadInput(f"benchmark_hf_token_file {token_file} is no file on this controller "
+                       "— pass the path of the file holding the Hugging Face token")
+    if not host_vars:
+        raise BadInput("no host to run on — check the inventory and --limit")
+    planned = {host: planned_partitions(variables) for host, variables in host_vars.items()}
+    slots_by_host: dict[str, list[dict[str, Any]]] = {}
+    for host, (logical, _) in planned.items():
+        try:
+            slots_by_host[host] = [s.to_dict() for s in assign_slots(
+                logical, count, slots if slots == "auto" else int(slots))]
+        except BadInput as exc:
+            raise BadInput(f"{exc} (host {host})") from None
+    # The smallest partition of the fleet decides (24 GB in CPX on MI300X).
+    check_fit(model, count, dtype, min(memory for _, memory in planned.values()))
+    return slots_by_host

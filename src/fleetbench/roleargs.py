@@ -159,9 +159,16 @@ def problems(playbooks: Sequence[str], host_vars: Mapping[str, Mapping[str, Any]
                 about = _option_named(message, spec.options)
                 source = _source(about, spec, scope) if about else spec.name
                 found.setdefault((spec.name, about or "", source, message), []).append(host)
+    # A shared setting (fleetbench_defaults) that fails its own spec fails again in every
+    # role option taken from it: the setting itself is the one problem to name.
+    direct: dict[str, set[str]] = {}
+    for (_, option, source, _), hosts in found.items():
+        if option == source:
+            direct.setdefault(source, set()).update(hosts)
     return [Problem(role=role, option=option or role, source=source, message=message,
                     hosts=tuple(hosts))
-            for (role, option, source, message), hosts in found.items()]
+            for (role, option, source, message), hosts in found.items()
+            if option == source or not set(hosts) <= direct.get(source, set())]
 
 
 def validate(playbooks: Sequence[str], host_vars: Mapping[str, Mapping[str, Any]],

@@ -40,6 +40,7 @@ from fleetbench.plan import (
     needs_token,
     validate_choices,
 )
+from fleetbench.role_results import role_results
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
 from fleetbench.slot_verdict import SLOT_FOLDER, failed_slots_reason, judge_slots
@@ -101,43 +102,6 @@ _STEP_OF_ROLE = {"benchmark_verdict": "benchmark"}
 # Roles whose failure is a verdict for plain ansible-playbook runs: fleetbench judges the
 # slots itself from the collected files (_record_host), so they never decide a host here.
 _JUDGED_ON_THE_CONTROLLER = frozenset({"benchmark_verdict"})
-
-
-#: The fact each role of the run ends by setting, ``<role>_result``: {step, status, data}.
-#: fleetbench reads a role's outcome from it, never from task or module names.
-RESULT_FACT = "{step}_result"
-
-
-@dataclass(frozen=True)
-class RoleResult:
-    """What a role says it did on a host (its ``<role>_result`` fact)."""
-
-    step: str
-    status: str
-    data: Mapping[str, Any]
-
-
-def role_result(result: TaskResult) -> RoleResult | None:
-    """The result fact a role ended with, when ``result`` is the task that set it."""
-    if result.outcome != "ok":
-        return None
-    for name, fact in (result.result.get("ansible_facts") or {}).items():
-        if (isinstance(fact, Mapping) and isinstance(fact.get("step"), str)
-                and name == RESULT_FACT.format(step=fact["step"])):
-            data = fact.get("data")
-            return RoleResult(step=fact["step"], status=str(fact.get("status") or "ok"),
-                              data=data if isinstance(data, Mapping) else {})
-    return None
-
-
-def role_results(results: tuple[TaskResult, ...]) -> dict[str, RoleResult]:
-    """Each role's result fact among ``results`` (the last one per step)."""
-    found: dict[str, RoleResult] = {}
-    for result in results:
-        done = role_result(result)
-        if done is not None:
-            found[done.step] = done
-    return found
 
 
 def _step_of(result: TaskResult) -> str:

@@ -12,17 +12,19 @@ reported.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fleetbench import roleargs
 from fleetbench.errors import BadInput
 from fleetbench.inventory import Fleet
+from fleetbench.role_results import role_result
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 
 PLAYBOOK = "cleanup"
-CLEANUP_ACTION = "fleetbench_cleanup"
+#: The role whose result fact (``cleanup_result``) says what was removed from a host.
+ROLE = "cleanup"
 DEFAULT_MAX_FORKS = 100
 # What fleetbench's run ids look like (20261127T041500Z-1a2b), and what a Docker label
 # filter and a folder name take without surprises.
@@ -82,13 +84,27 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
+def deciding_result(results: Sequence[TaskResult]) -> TaskResult | None:
+    """The result that decides a host: SSH's refusal, the task that set the cleanup role's
+    result fact, or else the task that failed the host (with what it removed before it
+    failed). Which module did it does not matter."""
+    for result in results:
+        if result.outcome == "unreachable":
+            return result
+        done = role_result(result)
+        if done is not None and done.step == ROLE:
+            return result
+    return next((r for r in results if r.outcome == "failed" and not r.ignored), None)
+
+
 def host_unlock(name: str, run_id: str, result: TaskResult | None) -> HostUnlock:
-    """What the clean-up task's result on one host says (pure; unit-tested)."""
+    """What the result that decides one host (:func:`deciding_result`) says (pure)."""
     if result is None:
         return HostUnlock(name, FAILED, message="the clean-up never ran on this host")
     if result.outcome == "unreachable":
         return HostUnlock(name, UNREACHABLE, message=result.message or "unreachable")
-    res: Mapping[str, Any] = result.result
+    done = role_result(result)
+    res: Mapping[str, Any] = done.data if done is not None else result.result
     removed = tuple(str(c) for c in res.get("removed") or ())
     holder = res.get("holder") or {}
     other = str(holder.get("run_id") or "?") if holder and not res.get("released") else None
@@ -107,12 +123,8 @@ def host_unlock(name: str, run_id: str, result: TaskResult | None) -> HostUnlock
 
 def report_from_run(run_id: str, hosts: tuple[str, ...], run: PlaybookRun) -> UnlockReport:
     """An UnlockReport for ``hosts`` from the results of ``cleanup.yml``."""
-    found = []
-    for name in hosts:
-        final = [r for r in run.for_host(name)
-                 if r.action == CLEANUP_ACTION or r.outcome == "unreachable"]
-        found.append(host_unlock(name, run_id, final[-1] if final else None))
-    return UnlockReport(run_id=run_id, hosts=tuple(found))
+    return UnlockReport(run_id=run_id, hosts=tuple(
+        host_unlock(name, run_id, deciding_result(run.for_host(name))) for name in hosts))
 
 
 def unlock_fleet(fleet: Fleet, run_id: str, *, forks: int | None = None,
@@ -127,8 +139,7 @@ def unlock_fleet(fleet: Fleet, run_id: str, *, forks: int | None = None,
     roleargs.validate([PLAYBOOK], fleet.host_vars, extravars)
 
     def on_result(result: TaskResult) -> None:
-        if on_host is not None and (result.action == CLEANUP_ACTION
-                                    or result.outcome == "unreachable"):
+        if on_host is not None and deciding_result((result,)) is result:
             on_host(host_unlock(result.host, run_id, result))
 
     run = run_playbook(PLAYBOOK, fleet.inventory, limit=fleet.limit, extravars=extravars,

@@ -18,12 +18,16 @@ REPO = Path(__file__).resolve().parents[2]
 CHOICES = {
     ("preflight", "preflight_expected_compute"): COMPUTE_MODES,
     ("preflight", "preflight_expected_memory"): MEMORY_MODES,
+    ("fleetbench_defaults", "fleetbench_expected_compute"): COMPUTE_MODES,
+    ("fleetbench_defaults", "fleetbench_expected_memory"): MEMORY_MODES,
     ("partition", "partition_compute"): COMPUTE_MODES,
     ("partition", "partition_memory"): MEMORY_MODES,
     ("benchmark", "benchmark_dtype"): DTYPES,
     ("benchmark", "benchmark_scenario"): SCENARIOS,
     ("benchmark", "benchmark_mad_era"): ERAS,
     ("mad", "mad_dtype"): DTYPES,
+    ("plan", "plan_dtype"): DTYPES,
+    ("plan", "plan_scenario"): SCENARIOS,
 }
 # Choices with no Python counterpart: the partition role's verify/apply switch is the role's
 # own, set by the playbook that includes it.

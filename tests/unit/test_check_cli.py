@@ -35,8 +35,13 @@ def test_limit_matching_no_host(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def _result(host: str, outcome: str, res: dict[str, object]) -> TaskResult:
-    return TaskResult(host=host, task="Probe the host and judge it", role="preflight",
-                      action="fleetbench_probe", outcome=outcome, ignored=False, result=res)
+    """The task that decides a host: on a host found fit, the one that sets the preflight
+    role's result fact; otherwise the failed probe. Module names play no part."""
+    if outcome == "ok":
+        res = {"ansible_facts": {"preflight_result": {
+            "step": "preflight", "status": "ok", "data": res}}}
+    return TaskResult(host=host, task="Any task name", role="preflight",
+                      action="any.renamed.module", outcome=outcome, ignored=False, result=res)
 
 
 def test_report_from_run_maps_every_outcome() -> None:
@@ -64,6 +69,24 @@ def test_report_from_run_maps_every_outcome() -> None:
 
 def test_host_check_without_result_is_failed() -> None:
     assert host_check("x", None).status == "failed"
+
+
+def test_only_the_result_fact_or_a_failure_decides_a_host() -> None:
+    verdict = {"ok": True, "problems": [], "warnings": [], "compute_partition": "CPX",
+               "memory_partition": "NPS4", "logical_gpus": 64}
+    earlier = TaskResult(host="a", task="t", role="preflight", action="a.b.c", outcome="ok",
+                         ignored=False, result={"verdict": {**verdict, "ok": False}})
+    ignored = TaskResult(host="b", task="t", role="preflight", action="a.b.c",
+                         outcome="failed", ignored=True, result={"msg": "ignored"})
+    run = PlaybookRun(playbook="check", status="successful", rc=0, results=(
+        earlier, _result("a", "ok", {"verdict": verdict}), ignored))
+    hosts = report_from_run(("a", "b"), run).contract()["hosts"]
+    # An ok task that is not the result fact says nothing about the host, whatever it holds.
+    assert hosts["a"]["status"] == "ok" and hosts["a"]["logical_gpus"] == 64
+    # An ignored failure decides nothing either: the role never said how the host was found.
+    assert hosts["b"] == {"status": "failed", "compute_partition": None,
+                          "memory_partition": None, "logical_gpus": None,
+                          "problems": ["the probe never ran on this host"]}
 
 
 def test_a_locked_host_shows_its_lock_and_a_free_one_none() -> None:

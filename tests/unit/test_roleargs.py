@@ -64,10 +64,11 @@ def test_sample_inventory_passes(tmp_path: Path) -> None:
 
 def test_a_bad_group_variable_names_the_variable_the_admin_set(tmp_path: Path) -> None:
     found = _problems(tmp_path, {**GOOD, "fleetbench_disk_margin_gb": "lots"})
+    # Once, by the role that defines the shared setting, not again by each role using it.
     assert len(found) == 1
     problem = found[0]
     assert (problem.role, problem.option, problem.source) == (
-        "preflight", "preflight_disk_margin_gb", "fleetbench_disk_margin_gb")
+        "fleetbench_defaults", "fleetbench_disk_margin_gb", "fleetbench_disk_margin_gb")
     assert problem.hosts == ("gpu01", "gpu02", "gpu03")
     assert "float" in problem.message and "_AnsibleTagged" not in problem.message
 
@@ -75,7 +76,7 @@ def test_a_bad_group_variable_names_the_variable_the_admin_set(tmp_path: Path) -
 def test_choices_are_enforced_per_host(tmp_path: Path) -> None:
     found = _problems(tmp_path, GOOD, {"gpu02": {"fleetbench_expected_memory": "NPS3"}})
     assert [(p.option, p.source, p.hosts) for p in found] == [
-        ("preflight_expected_memory", "fleetbench_expected_memory", ("gpu02",))]
+        ("fleetbench_expected_memory", "fleetbench_expected_memory", ("gpu02",))]
     assert "NPS1, NPS2, NPS4" in found[0].message
 
 
@@ -99,16 +100,22 @@ def test_undefined_variable_in_a_template_is_a_problem(tmp_path: Path) -> None:
     found = _problems(tmp_path, {**GOOD, "preflight_work_dir": "{{ nowhere }}/fb"})
     assert len(found) == 1
     assert found[0].option == "preflight_work_dir" and "nowhere" in found[0].message
-    # Through a role default's default() an undefined value falls back, as in Ansible.
-    assert _problems(tmp_path, {**GOOD, "fleetbench_work_dir": "{{ nowhere }}/fb"}) == []
+    # A shared setting's template too, named once (not again in each role that uses it).
+    found = _problems(tmp_path, {**GOOD, "fleetbench_work_dir": "{{ nowhere }}/fb"})
+    assert [p.source for p in found] == ["fleetbench_work_dir"]
+    assert "nowhere" in found[0].message
 
 
 def test_extravars_win_over_the_inventory(tmp_path: Path) -> None:
-    fleet = load_fleet(_inventory(tmp_path, {**GOOD, "fleetbench_expected_memory": "NPS9"}))
+    fleet = load_fleet(_inventory(tmp_path, {**GOOD, "fleetbench_expected_memory": "NPS1"}))
     assert roleargs.problems(["partition"], fleet.host_vars,
                              {"partition_memory": "NPS4"}) == []
     found = roleargs.problems(["partition"], fleet.host_vars, {"partition_memory": "NPS7"})
     assert [p.option for p in found] == ["partition_memory"]
+    # The setting itself stays the inventory's: a value no mode is, is named as such.
+    found = roleargs.problems(["partition"], fleet.host_vars,
+                              {"fleetbench_expected_memory": "NPS9", "partition_memory": "NPS4"})
+    assert [p.option for p in found] == ["fleetbench_expected_memory"]
 
 
 def test_validate_raises_one_message_with_the_fix(tmp_path: Path) -> None:
@@ -140,7 +147,8 @@ def test_run_exits_2_and_creates_no_run_directory(tmp_path: Path,
                  "--runs-dir", str(runs)])
     assert code == 2
     err = capsys.readouterr().err
-    assert "benchmark_volumes_extra (from fleetbench_container_volumes)" in err
+    # Named once, as the admin wrote it (not again for each role option taken from it).
+    assert "fleetbench_container_volumes on gpu01" in err and "benchmark_volumes" not in err
     assert not runs.exists()
 
 
@@ -151,7 +159,7 @@ def test_partition_apply_checks_before_asking_to_confirm(
     assert main(["partition", "apply", "-i", str(inv), "--compute", "CPX",
                  "--memory", "NPS4"]) == 2
     err = capsys.readouterr().err
-    assert "partition_become (from fleetbench_become)" in err and "not confirmed" not in err
+    assert "fleetbench_become on gpu01" in err and "not confirmed" not in err
 
 
 def test_partition_show_exits_2_before_starting_anything(
@@ -159,8 +167,7 @@ def test_partition_show_exits_2_before_starting_anything(
     inv = _inventory(tmp_path, {**GOOD, "fleetbench_missing_partition_is_error": "sometimes"})
     assert main(["partition", "show", "-i", str(inv)]) == 2
     err = capsys.readouterr().err
-    assert "preflight_missing_partition_is_error (from fleetbench_missing_partition_is_error)" \
-        in err
+    assert "fleetbench_missing_partition_is_error on gpu01" in err
 
 
 # --- the controller's verdict is Ansible's verdict -------------------------------------

@@ -15,9 +15,13 @@ RUN = "20261127T041500Z-1a2b"
 
 
 def _result(host: str, outcome: str, res: dict[str, object]) -> TaskResult:
-    return TaskResult(host=host, task="Remove the run's containers, token file and lock",
-                      role="cleanup", action="fleetbench_cleanup", outcome=outcome,
-                      ignored=False, result=res)
+    """The task that decides a host: the one setting the cleanup role's result fact, or
+    the failed clean-up. Module names play no part."""
+    if outcome == "ok":
+        res = {"ansible_facts": {"cleanup_result": {
+            "step": "cleanup", "status": "ok", "data": res}}}
+    return TaskResult(host=host, task="Any task name", role="cleanup",
+                      action="any.renamed.module", outcome=outcome, ignored=False, result=res)
 
 
 def test_every_outcome_is_reported() -> None:
@@ -48,6 +52,16 @@ def test_every_outcome_is_reported() -> None:
     assert hosts["f"]["status"] == "failed"  # no result at all is never done
     assert not report.ok
     assert report_from_run(RUN, ("a", "b", "c"), run).ok  # another run's host is no failure
+
+
+def test_a_task_that_is_not_the_result_fact_decides_nothing() -> None:
+    module = TaskResult(host="a", task="t", role="cleanup", action="a.b.c", outcome="ok",
+                        ignored=False, result={"removed": ["c1"], "released": True})
+    run = PlaybookRun(playbook="cleanup", status="successful", rc=0, results=(module,))
+    assert report_from_run(RUN, ("a",), run).contract()["hosts"]["a"]["status"] == "failed"
+    done = _result("a", "ok", {"removed": ["c1"], "released": True, "holder": {}})
+    run = PlaybookRun(playbook="cleanup", status="successful", rc=0, results=(module, done))
+    assert report_from_run(RUN, ("a",), run).contract()["hosts"]["a"]["status"] == "released"
 
 
 @pytest.mark.parametrize("run_id", ["", "a b", "-rf", "../x", "x;y", "é"])

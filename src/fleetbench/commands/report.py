@@ -100,7 +100,9 @@ def _add_build(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "regressions against a baseline (--baseline, else the previous comparable run\n"
             "in the history database); partition and image-digest drift.\n"
             "Writes RUN/report/index.html, summary.csv and summary.json and stores the run\n"
-            "in the history database.\n\n"
+            "in the history database. Several RUN_DIRs (slices of one run on disjoint\n"
+            "hosts, e.g. AWX job slices or fleetbench run --limit runs side by side) are\n"
+            "merged into one fleet report under --out DIR/report/.\n\n"
             "Exit 1 when the gate fails (a host of the run not ok, a planned result\n"
             "missing, a threshold violated, a regression, no result at all; outliers only\n"
             "with --fail-on-outliers), 2 on bad input. The gate lists the hosts not ok\n"
@@ -119,8 +121,12 @@ def _add_build(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", type=user_path, metavar="RUN_DIR",
-                        help="a fleetbench run directory")
+    parser.add_argument("run_dir", type=user_path, metavar="RUN_DIR", nargs="+",
+                        help="a fleetbench run directory; several (the slices of one run, "
+                        "on disjoint hosts) make one fleet report, written under --out")
+    parser.add_argument("--out", type=user_path, metavar="DIR",
+                        help="where the merged report of several run directories goes "
+                        "(DIR/report/); required with more than one")
     parser.add_argument("--baseline", type=user_path, metavar="RUN_DIR",
                         help="compare with this run (default: previous comparable run in history)")
     parser.add_argument("--thresholds", type=user_path, metavar="FILE", help="thresholds YAML file")
@@ -171,7 +177,7 @@ def run_build(args: argparse.Namespace) -> int:
         None if args.no_history else args.history if args.history is not None else DEFAULT
     )
     report = build_report(
-        args.run_dir, baseline=args.baseline, thresholds=args.thresholds,
+        args.run_dir, out=args.out, baseline=args.baseline, thresholds=args.thresholds,
         formats=parse_formats(args.format), history_db=history_db,
         prometheus=args.prometheus, options=options,
     )

@@ -14,6 +14,7 @@ Layout of a lab directory::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import hashlib
@@ -395,10 +396,13 @@ def _remove_lab_containers(lab: Lab) -> None:
 
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters={"label": "fleetbench.run"}):
-            mounts = container.attrs.get("Mounts", [])
+        # One listing call with the mounts: inspecting each listed container in turn races
+        # with other runs on the engine removing theirs (404 on a container just listed).
+        for container in client.api.containers(all=True, filters={"label": "fleetbench.run"}):
+            mounts = container.get("Mounts") or []
             if any(str(m.get("Source", "")).startswith(str(lab.root)) for m in mounts):
-                container.remove(force=True)
+                with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile
+                    client.api.remove_container(container["Id"], force=True)
     finally:
         client.close()
 

@@ -27,11 +27,14 @@ from fleetbench.errors import BadInput
 from fleetbench.hostkeys import unreachable_status
 from fleetbench.inventory import Fleet
 from fleetbench.partition.verdict import ExpectedPartition
+from fleetbench.role_results import RoleResult, role_results
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 
 PLAYBOOK = "partition"
-PROBE_ACTION = "fleetbench_partition_probe"
-APPLY_ACTION = "fleetbench_partition_apply"
+#: The role whose result fact (``partition_result``) says what it found and did on a host:
+#: ``data.before`` (the probe before any change), ``data.applied`` (the set commands),
+#: ``data.verified`` (the probe after), ``data.failure`` (the failed task, when one did).
+ROLE = "partition"
 MAX_FORKS = 100
 
 Serial = int | str
@@ -143,36 +146,37 @@ def _after(probe: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ours(result: TaskResult, action: str, purpose: str | None = None) -> bool:
-    if result.action != action or result.outcome == "skipped":
-        return False
-    return purpose is None or result.result.get("purpose") == purpose
+def _ran(result: Mapping[str, Any]) -> bool:
+    """True when a registered task result in the role's fact is from a task that ran."""
+    return bool(result) and not result.get("skipped")
 
 
 def host_apply(name: str, results: Sequence[TaskResult], stopped: bool) -> HostApply:
-    """Turn one host's task results in ``partition.yml`` into its status.
+    """Turn one host's results in ``partition.yml`` into its status: the role's result
+    fact decides (see :data:`ROLE`); a host without one was cut short.
 
-    ``stopped``: the roll stopped (some host failed), so a host without a final result was
+    ``stopped``: the roll stopped (some host failed), so a host without a result fact was
     cut short by it rather than lost.
     """
-    before = next((r for r in results if _ours(r, PROBE_ACTION, "apply")), None)
-    applied = next((r for r in results if _ours(r, APPLY_ACTION)), None)
-    verified = next((r for r in results if _ours(r, PROBE_ACTION, "verify")), None)
-    probe = before.result if before is not None else {}
-    steps = tuple(applied.result.get("steps") or ()) if applied is not None else ()
+    done: RoleResult | None = role_results(results).get(ROLE)
+    data: Mapping[str, Any] = done.data if done is not None else {}
+    probe: Mapping[str, Any] = data.get("before") or {}
+    applied: Mapping[str, Any] = data.get("applied") or {}
+    verified: Mapping[str, Any] = data.get("verified") or {}
+    steps = tuple(applied.get("steps") or ()) if _ran(applied) else ()
     warnings = [*(probe.get("warnings") or ())]
-    if applied is not None:
-        warnings += applied.result.get("warnings") or ()
-    if verified is not None:
-        warnings += (verified.result.get("verdict") or {}).get("warnings") or ()
+    if _ran(applied):
+        warnings += applied.get("warnings") or ()
+    if _ran(verified):
+        warnings += (verified.get("verdict") or {}).get("warnings") or ()
 
     def host(status: str, *problems: str) -> HostApply:
         return HostApply(
             name,
             status,
             changed=bool(steps),
-            before=_before(probe) if before is not None and before.outcome == "ok" else {},
-            after=_after(verified.result) if verified is not None else {},
+            before=_before(probe) if _ran(probe) and not probe.get("failed") else {},
+            after=_after(verified) if _ran(verified) else {},
             steps=steps,
             processes=tuple(probe.get("processes") or ()),
             containers=tuple(probe.get("containers") or ()),
@@ -183,32 +187,39 @@ def host_apply(name: str, results: Sequence[TaskResult], stopped: bool) -> HostA
     unreachable = [r for r in results if r.outcome == "unreachable"]
     if unreachable:
         return host(*unreachable_status(name, unreachable[-1].message or "unreachable"))
-    other = [r for r in results if r.outcome == "failed"
-             and r.action not in (PROBE_ACTION, APPLY_ACTION)]
-    if other:  # a task of the role other than the probe and the apply
-        return host("failed:task", other[0].message)
-    if before is None:
-        if stopped:
-            return host("skipped:roll-stopped",
-                        "the roll stopped before this host's turn: nothing was changed")
-        return host("failed:probe", "the partition probe never ran on this host")
-    if before.outcome == "failed":
-        return host("failed:probe", before.message)
+    if done is None:
+        return _cut_short(name, results, stopped)
+    if done.status != "ok":
+        failure: Mapping[str, Any] = data.get("failure") or {}
+        message = str(failure.get("msg") or "")
+        if probe.get("failed") or not _ran(probe):
+            return host("failed:probe", message or "the partition probe failed")
+        if applied.get("failed"):
+            return host(f"failed:{applied.get('failed_step') or 'apply'}", message)
+        if verified.get("failed"):
+            return host("failed:verify", message)
+        return host("failed:task", message)  # a task of the role besides those three
     if probe.get("refused"):
         return host("skipped:busy", str(probe.get("refusal") or "the GPUs are in use"))
-    if applied is not None and applied.outcome == "failed":
-        return host(f"failed:{applied.result.get('failed_step') or 'apply'}", applied.message)
-    if verified is None:
-        if steps:
-            return host("failed:unverified", "the partition was set, but the roll stopped "
-                        "before it was read back — run `fleetbench partition show`")
-        if stopped:
-            return host("skipped:roll-stopped",
-                        "the roll stopped before this host was changed: nothing was changed")
+    if not _ran(verified):
         return host("failed:verify", "the partition was never read back")
-    if verified.outcome == "failed":
-        return host("failed:verify", verified.message)
     return host("ok")
+
+
+def _cut_short(name: str, results: Sequence[TaskResult], stopped: bool) -> HostApply:
+    """A host whose role never said how it ended: the roll stopped first, or it never ran."""
+    failed = [r for r in results if r.outcome == "failed" and not r.ignored]
+    if failed:  # before the role could say anything (its arguments, say)
+        return HostApply(name, "failed:task", problems=(failed[0].message or "failed",))
+    if any(r.outcome == "ok" and r.result.get("changed") for r in results):
+        return HostApply(name, "failed:unverified", changed=True, problems=(
+            "the partition was set, but the roll stopped before it was read back — run "
+            "`fleetbench partition show`",))
+    if stopped:
+        return HostApply(name, "skipped:roll-stopped", problems=(
+            "the roll stopped before this host's turn: nothing was changed",))
+    return HostApply(name, "failed:probe",
+                     problems=("the partition probe never ran on this host",))
 
 
 def report_from_run(hosts: Sequence[str], target: ExpectedPartition, serial: Serial,
@@ -243,16 +254,11 @@ def apply_partitions(
     finished: set[str] = set()
 
     def on_result(result: TaskResult) -> None:
-        # Progress only: a host is final once verified, refused, failed or unreachable.
+        # Progress only: a host is final once its role says how it ended, or unreachable.
         seen.setdefault(result.host, []).append(result)
         if on_host is None or result.host in finished:
             return
-        final = (
-            result.outcome in ("failed", "unreachable")
-            or _ours(result, PROBE_ACTION, "verify")
-            or (_ours(result, PROBE_ACTION, "apply") and bool(result.result.get("refused")))
-        )
-        if final:
+        if result.outcome == "unreachable" or ROLE in role_results((result,)):
             finished.add(result.host)
             on_host(host_apply(result.host, seen[result.host], stopped=False))
 

@@ -21,7 +21,8 @@ from fleetbench import history
 from fleetbench.forked import Forked
 from fleetbench.history import TrendPoint
 from fleetbench.reports.analysis import analyse
-from fleetbench.reports.fleet import HostRecord, collect_run
+from fleetbench.errors import BadInput
+from fleetbench.reports.fleet import FleetRun, HostRecord, collect_run, merge_runs
 from fleetbench.reports.fleet_report import DEFAULT_FORMATS, OUTPUT_FILES, REPORT_DIR, FleetReport
 from fleetbench.reports.gate import GateOptions
 from fleetbench.reports.outputs import parse_formats, write_outputs
@@ -44,8 +45,9 @@ HistoryChoice = Path | None | Literal[DefaultHistory.PATH]
 
 
 def build_report(
-    run_dir: Path,
+    run_dir: Path | Sequence[Path],
     *,
+    out: Path | None = None,
     baseline: Path | None = None,
     thresholds: Path | None = None,
     formats: Iterable[str] = DEFAULT_FORMATS,
@@ -54,6 +56,10 @@ def build_report(
     options: GateOptions | None = None,
 ) -> FleetReport:
     """Build the fleet report of ``run_dir`` and write it under ``RUN/report/``.
+
+    Several run directories (the slices of one run, see
+    :func:`fleetbench.reports.fleet.merge_runs`) make one fleet report, written under
+    ``out/report/``; ``out`` is required then.
 
     ``baseline`` is another run directory to compare with; without it the previous
     comparable run of the history database is the baseline. ``thresholds`` is a YAML
@@ -64,7 +70,7 @@ def build_report(
     before anything is written. The gate verdict is ``report.gate_failed``.
     """
     with _cycle_collector_paused():
-        return _build_report(run_dir, baseline=baseline, thresholds=thresholds,
+        return _build_report(run_dir, out=out, baseline=baseline, thresholds=thresholds,
                              formats=formats, history_db=history_db, prometheus=prometheus,
                              options=options)
 
@@ -103,9 +109,28 @@ def _store_and_write_page(report: FleetReport, folder: Path, formats: Sequence[s
     write_outputs(report, folder, formats, only=PAGE_FORMATS)
 
 
+def _collect_runs(run_dir: Path | Sequence[Path], out: Path | None) -> FleetRun:
+    """One run directory as it is, or several merged into one fleet run at ``out``."""
+    dirs = [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(d) for d in run_dir]
+    if len(dirs) == 1 and out is None:
+        return collect_run(dirs[0])
+    if out is None:
+        raise BadInput(f"{len(dirs)} run directories make one fleet report: pass --out DIR, "
+                       "the folder it is written to")
+    if len({d.resolve() for d in dirs}) < len(dirs):
+        raise BadInput("a run directory is given twice — pass each slice once")
+    runs = [collect_run(d) for d in dirs]
+    out = Path(out)
+    if any(out.resolve() == d.resolve() for d in dirs):
+        raise BadInput(f"--out {out} is one of the slices — give a folder of its own")
+    out.mkdir(parents=True, exist_ok=True)
+    return merge_runs(runs, out)
+
+
 def _build_report(
-    run_dir: Path,
+    run_dir: Path | Sequence[Path],
     *,
+    out: Path | None,
     baseline: Path | None,
     thresholds: Path | None,
     formats: Iterable[str],
@@ -115,7 +140,7 @@ def _build_report(
 ) -> FleetReport:
     wanted = parse_formats(formats)
     rules = load_thresholds(thresholds) if thresholds is not None else ()
-    run = collect_run(Path(run_dir))
+    run = _collect_runs(run_dir, out)
     db = history.default_history_path() if history_db is DEFAULT else history_db
 
     baseline_rows: tuple[HostRecord, ...] | None = None

@@ -265,6 +265,51 @@ def collect_run(run_dir: Path) -> FleetRun:
     )
 
 
+#: What slices of one run must share to be merged into one fleet report.
+PLAN_KEYS = ("model", "gpus", "dtype", "scenario")
+
+
+def merge_runs(runs: Sequence[FleetRun], out: Path) -> FleetRun:
+    """One fleet run of several slices (run directories of disjoint host sets that ran the
+    same plan: AWX job slicing, or ``fleetbench run --limit`` runs side by side).
+
+    The merged run is ``out`` (where its report goes) and its id the slices' ids joined by
+    ``+``. BadInput when the slices ran different plans or share a host: their results
+    would not compare, or a host would count twice.
+    """
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    for run in runs[1:]:
+        differ = [key for key in PLAN_KEYS if run.plan.get(key) != first.plan.get(key)]
+        if differ:
+            shown = ", ".join(f"{key} {first.plan.get(key)!r} vs {run.plan.get(key)!r}"
+                              for key in differ)
+            raise BadInput(
+                f"{first.run_dir} and {run.run_dir} ran different plans ({shown}) — merge "
+                "only the slices of one run")
+    seen: dict[str, Path] = {}
+    for run in runs:
+        for host in run.hosts:
+            if host.name in seen:
+                raise BadInput(
+                    f"host {host.name} is in both {seen[host.name]} and {run.run_dir} — "
+                    "slices must not share hosts (run each with its own --limit)")
+            seen[host.name] = run.run_dir
+    created = [r.created for r in runs if r.created]
+    finished = [r.finished for r in runs if r.finished]
+    return FleetRun(
+        run_id="+".join(r.run_id for r in runs),
+        run_dir=Path(out),
+        created=min(created) if created else None,
+        finished=max(finished) if len(finished) == len(runs) else None,
+        plan=dict(first.plan),
+        hosts=tuple(h for r in runs for h in r.hosts),
+        rows=tuple(row for r in runs for row in r.rows),
+        problems=tuple(p for r in runs for p in r.problems),
+    )
+
+
 def _preflight(host_dir: Path) -> Mapping[str, Any]:
     path = host_dir / "preflight.json"
     try:
