@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Final, Literal
 
 from fleetbench import history
+from fleetbench.errors import BadInput
 from fleetbench.forked import Forked
 from fleetbench.history import TrendPoint
 from fleetbench.reports.analysis import analyse
-from fleetbench.errors import BadInput
 from fleetbench.reports.fleet import FleetRun, HostRecord, collect_run, merge_runs
 from fleetbench.reports.fleet_report import DEFAULT_FORMATS, OUTPUT_FILES, REPORT_DIR, FleetReport
 from fleetbench.reports.gate import GateOptions
