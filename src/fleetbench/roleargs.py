@@ -241,11 +241,21 @@ def _source(option: str, spec: RoleSpec, scope: ChainMap[str, Any]) -> str:
     for layer in scope.maps[:3]:  # extra vars, role parameters, inventory
         if option in layer:
             return option
-    raw = spec.defaults.get(option)
-    if isinstance(raw, str):
+    # Through the defaults' templates, nearest first: preflight_model_cache takes
+    # fleetbench_model_cache, which takes the fleetbench_work_dir the admin set.
+    seen = {option}
+    pending = [spec.defaults.get(option)]
+    while pending:
+        raw = pending.pop(0)
+        if not isinstance(raw, str):
+            continue
         for name in _NAME.findall(raw):
-            if name != option and any(name in layer for layer in scope.maps[:3]):
+            if name in seen:
+                continue
+            seen.add(name)
+            if any(name in layer for layer in scope.maps[:3]):
                 return str(name)
+            pending.append(scope.get(name))
     return option
 
 
