@@ -39,6 +39,7 @@ from fleetbench.plan import (
 )
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
+from fleetbench.serving_start import option_seconds, serving_start_timeouts
 from fleetbench.slot_verdict import SLOT_FOLDER, failed_slots_reason, judge_slots
 from fleetbench.token_server import serve_token
 from fleetbench.watch import DEFAULT_WINDOW_S, WatchEnd, watch
@@ -202,6 +203,8 @@ def _slot_entry(slot: Mapping[str, Any]) -> dict[str, Any]:
         "status": slot.get("status"), "hip_visible_devices": slot.get("hip_visible_devices"),
         "exit_code": slot.get("exit_code"), "oom_killed": slot.get("oom_killed", False),
         "timed_out": slot.get("timed_out", False), "summary": slot.get("summary", ""),
+        "server_start_timed_out": slot.get("server_start_timed_out", False),
+        "serving_start_timeout_s": slot.get("serving_start_timeout_s"),
         "started": slot.get("started"), "finished": slot.get("finished"),
     }
 
@@ -283,6 +286,9 @@ class RunRequest:
     #: Seconds each host may stay out of reach while its slots run (inventory's
     #: fleetbench_reconnect_window, or --reconnect-window over it).
     reconnect_window_s: Mapping[str, int] = field(default_factory=dict)
+    #: --serving-start-timeout in seconds, over every host's inventory value (None: the
+    #: hosts' own fleetbench_serving_start_timeout, else its default).
+    serving_start_timeout_s: int | None = None
 
 
 def prepare(
@@ -291,7 +297,7 @@ def prepare(
     runs_dir: Path = Path("runs"), limit: str | None = None, timeout_s: int = 6 * 3600,
     token: Secret | None = None, partition_bytes: int | None = None,
     mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
-    reconnect_window: str | None = None,
+    reconnect_window: str | None = None, serving_start_timeout: str | None = None,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -320,6 +326,7 @@ def prepare(
             check_container_env(variables["fleetbench_container_env"],
                                 f"fleetbench_container_env of {host}", [token])
     windows = reconnect_windows(fleet.host_vars, reconnect_window)
+    serving_start_timeouts(fleet.host_vars, serving_start_timeout)  # every host's, checked
     slots_for: dict[int, list[dict[str, Any]]] = {}  # logical GPUs of a host -> its slots
     for logical in sorted(set(fleet.planned_gpus.values())):
         hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
@@ -347,7 +354,8 @@ def prepare(
     roleargs.validate(PLAYBOOKS, fleet.host_vars,
                       _extravars(plan, "run-id", slots_by_host, runs_dir))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
-                      mad_snapshot=snapshot, reconnect_window_s=windows)
+                      mad_snapshot=snapshot, reconnect_window_s=windows,
+                      serving_start_timeout_s=option_seconds(serving_start_timeout))
 
 
 def reconnect_windows(host_vars: Mapping[str, Mapping[str, Any]],
@@ -521,6 +529,8 @@ def _start(request: RunRequest, run_id: str, hosts: list[str], *,
         extravars = _extravars(request.plan, run_id, slots_by_host, collect_dest,
                                rerun_by_host)
         extravars["benchmark_hf_token_socket"] = str(token_socket or "")
+        if request.serving_start_timeout_s is not None:
+            extravars["fleetbench_serving_start_timeout"] = request.serving_start_timeout_s
         if request.mad_snapshot is not None:
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
@@ -559,7 +569,8 @@ def cleanup_status(results: tuple[TaskResult, ...],
 
 
 def _record_host(host: str, played: Played | None, hosts_dir: Path,
-                 previous: Mapping[str, Any], plan: RunPlan) -> HostOutcome:
+                 previous: Mapping[str, Any], plan: RunPlan, *,
+                 secrets: tuple[Secret, ...] = ()) -> HostOutcome:
     """Unpack what was fetched from ``host``, judge its slots from their files, and how the
     host ended."""
     archive = hosts_dir / f"{host}.tar.gz"
@@ -587,7 +598,7 @@ def _record_host(host: str, played: Played | None, hosts_dir: Path,
         steps["benchmark"]["end"] = end.ended_at
         outcome = dataclasses.replace(outcome, steps=steps)
     judged = judge_slots(hosts_dir / host, outcome.slots, plan.scenario,
-                         timeout_s=plan.timeout_s, collected=fetched)
+                         timeout_s=plan.timeout_s, collected=fetched, secrets=secrets)
     # A resumed host keeps the slots that finished before.
     outcome = with_slot_verdicts(dataclasses.replace(
         outcome, slots={**previous.get("slots", {}), **judged}))
@@ -659,7 +670,8 @@ def execute(
                        on_watch=on_watch)
     for host in hosts:
         previous = manifest["hosts"].get(host, {})
-        outcome = _record_host(host, played, hosts_dir, previous, request.plan)
+        outcome = _record_host(host, played, hosts_dir, previous, request.plan,
+                               secrets=(request.token,) if request.token else ())
         if request.mad_snapshot is not None and "mad" in outcome.steps:
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         # What an earlier attempt learnt stays when this one did not get that far.
