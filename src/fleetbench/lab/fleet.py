@@ -219,6 +219,8 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 f"{host_dir / 'bench.env'}:/fleetbench-lab/bench.env:ro"
             ],
             "fleetbench_work_dir": str(host_dir / "work"),
+            # Stand-in /dev/kfd and render nodes (render-nodes GPU isolation).
+            "fleetbench_device_root": str(host_dir / "root"),
             # The model step downloads from the lab's hub (per-host path: counted per host).
             "fleetbench_hf_endpoint": lab.hub_endpoint(host.name),
             # All lab hosts share this machine's Docker engine: only containers that mount
