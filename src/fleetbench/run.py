@@ -1,7 +1,7 @@
 """``fleetbench run``: the guide's steps on every host, ending in one run directory.
 
 Pipeline: plan and validate on the controller (nothing touches a host before that), then
-``playbooks/run.yml`` (preflight with the run lock → image → mad → benchmark → collect
+``playbooks/run.yml`` (preflight with the run lock → mad → image → benchmark → collect
 with clean-up → verdict), then ``playbooks/cleanup.yml`` on every host that collect did
 not clean up, then unpack the archives and write ``manifest.json``. Every host ends
 ``ok``, ``failed:<step>``, ``unreachable`` or ``skipped:<why>``; ``--resume`` re-runs
