@@ -4,9 +4,11 @@ KFD topology of an 8 x MI300X CPX host (63 partitions: its last GPU shows 7)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from fleetbench.cli import main
 from fleetbench.isolation import IsolationError, render_minors, slot_devices
 from fleetbench.partition.kfd import topology_from_raw
 from tests.unit.test_gpus import raw
@@ -82,3 +84,19 @@ def test_a_node_without_its_render_minor_cannot_be_isolated() -> None:
                                         flags=re.MULTILINE)
     with pytest.raises(IsolationError, match=r"KFD node 5 \(GPU 3\) names no drm_render_minor"):
         slot_devices("render-nodes", "0", nodes)
+
+
+def test_an_unknown_isolation_in_the_inventory_is_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text("all:\n  hosts:\n    gpu-a:\n      ansible_host: 127.0.0.254\n"
+                         "      fleetbench_gpu_isolation: cgroups\n")
+    runs = tmp_path / "runs"
+    assert main(["run", "-i", str(inventory), "--model", "meta-llama/Llama-3.1-8B-Instruct",
+                 "--gpus", "8", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "benchmark_gpu_isolation (from fleetbench_gpu_isolation) on gpu-a" in err
+    assert "must be one of: all, render-nodes, got: cgroups" in err
+    assert not runs.exists()
