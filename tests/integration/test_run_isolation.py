@@ -50,7 +50,10 @@ def test_render_nodes_isolation_passes_only_the_slots_nodes(
             for container in client.containers.list(
                     filters={"label": ["fleetbench.host=lab01", "fleetbench.slot"]}):
                 slot = container.labels["fleetbench.slot"]
-                if slot in seen:
+                # Other sessions' labs name their hosts lab01 too: this lab's mount its files.
+                mine = any(str(m.get("Source", "")).startswith(str(run_lab.root))
+                           for m in container.attrs.get("Mounts") or ())
+                if slot in seen or not mine:
                     continue
                 env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
                 devices = [f"{d['PathOnHost']}:{d['PathInContainer']}"
