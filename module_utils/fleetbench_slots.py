@@ -9,7 +9,8 @@ once the last wave has started, and keeps the record up to date:
 
 - per slot: ``state`` (``created`` → ``running`` → ``exited``; ``lost`` when its container
   vanished before it ended, ``failed-start`` when Docker would not start it), exit code,
-  OOM kill, timeout, start and end times, the report rows it left;
+  OOM kill, timeout, a vLLM server that never came up (``server_start_timed_out``), start
+  and end times, the report rows it left;
 - the run id, the host, the controller that started it, the supervisor (pid, boot id);
 - ``state`` of the whole (``running``, ``done``, ``stopped``) and ``updated``, the host's
   clock at the last write: the supervisor rewrites the record at least every
@@ -29,6 +30,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +44,17 @@ POLL_S = 2.0
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Slot states after which the slot will not run again in this record.
 ENDED = ("exited", "lost", "failed-start")
+# The slot's log, as the container writes it (roles/benchmark/files/container-command.sh).
+SLOT_LOG = "benchmark.log"
+# A vLLM server starting, in a slot's log: the command printed before it runs (MAD's
+# run_vllm.py prints it, `set -x` shows it with "+ "), or the first line `vllm serve` logs.
+SERVER_STARTS = re.compile(r"^(?:\+ )?(?:[A-Za-z_][A-Za-z0-9_]*=\S* )*vllm serve\b"
+                           r"|vLLM API server version\b")
+# The server answering: vLLM logs the first once its engine is built, uvicorn the others.
+SERVER_UP = re.compile(r"Starting vLLM API server\b|Application startup complete"
+                       r"|Uvicorn running on\b")
+# Bytes of a log read per look: a chatty slot is caught up with over a few looks.
+LOG_READ_BYTES = 1 << 20
 
 
 def now():
@@ -110,9 +123,13 @@ def plan_start(record, slots, rerun=()):
     return start, kept
 
 
-def new_record(previous, *, run_id, host, controller, waves, timeout_s, token):
+def new_record(previous, *, run_id, host, controller, waves, timeout_s, token,
+               serving_start_timeout_s=0):
     """The record for a supervisor that starts ``waves`` (lists of slot dicts).
 
+    ``serving_start_timeout_s`` (0: none) is how long a vLLM server a slot starts may take
+    to come up before the slot is killed (:class:`ServerStartWatch`), apart from the slot's
+    own ``timeout_s``.
     Slots of ``previous`` (an earlier supervisor of the same run) are kept as they are;
     the waves to run are those given, followed by nothing else: a slot of ``previous``
     that is still running is waited for by its own wave's timeout in the new supervisor.
@@ -124,19 +141,76 @@ def new_record(previous, *, run_id, host, controller, waves, timeout_s, token):
                 "container": slot["container"], "index": slot.get("index"),
                 "hip_visible_devices": slot.get("hip_visible_devices"),
                 "state": "created", "exit_code": None, "oom_killed": False,
-                "timed_out": False, "started": None, "finished": None,
-                "report_rows": None, "error": "",
+                "timed_out": False, "server_start_timed_out": False,
+                "started": None, "finished": None, "report_rows": None, "error": "",
             }
     running = [[name] for name, slot in sorted(slots.items())
                if slot.get("state") == "running"]
     return {
         "run_id": run_id, "host": host, "controller": controller or {},
         "timeout_s": int(timeout_s), "token": token or "",
+        "serving_start_timeout_s": int(serving_start_timeout_s or 0),
         # Slots a dead supervisor left running come first: they are waited for, not started.
         "waves": running + [[slot["name"] for slot in wave] for wave in waves],
         "slots": slots, "state": "running", "created": now(),
         "attempts": int(previous.get("attempts") or 0) + 1,
     }
+
+
+# --- a serving slot's vLLM server ------------------------------------------------------------
+
+
+class ServerStartWatch:
+    """Whether the vLLM server a slot started is overdue, told from the slot's log as it grows.
+
+    MAD starts ``vllm serve`` in the background and polls it with ``curl`` until it answers:
+    for ever in the report script, 30 minutes per point in run_vllm.py. A server that dies
+    or hangs while loading would hold the slot, and the host's later waves, until the
+    slot's timeout (hours). The server's output goes to the slot's log, so a start
+    (:data:`SERVER_STARTS`) not followed by a line saying it serves (:data:`SERVER_UP`)
+    within the limit is a server that did not come up. Every server a slot starts (one per
+    serving point in run_vllm.py) gets the whole limit.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.partial = ""
+        self.waiting_since = None
+
+    def feed(self, text, now):
+        """Take the log's next ``text``, read at ``now`` (seconds)."""
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if SERVER_UP.search(line):
+                self.waiting_since = None
+            elif SERVER_STARTS.search(line) and self.waiting_since is None:
+                self.waiting_since = now
+
+    def look(self, now):
+        """Read what the log gained since the last look (a new log starts over)."""
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            return
+        if size < self.offset:
+            self.offset, self.partial, self.waiting_since = 0, "", None
+        if size == self.offset:
+            return
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(LOG_READ_BYTES)
+        except OSError:
+            return
+        self.offset += len(data)
+        self.feed(data.decode("utf-8", errors="replace"), now)
+
+    def overdue(self, now, limit_s):
+        """True when a server started more than ``limit_s`` seconds ago and is not up."""
+        return bool(limit_s) and self.waiting_since is not None and (
+            now - self.waiting_since > limit_s)
 
 
 # --- the supervisor ----------------------------------------------------------------------------
@@ -259,6 +333,7 @@ class Supervisor:
         self.record = read_record(root)
         self.stopping = False
         self.written = 0.0
+        self.servers = {}
 
     def log(self, text):
         sys.stdout.write(f"{now()} {text}\n")
@@ -314,8 +389,22 @@ class Supervisor:
                 self.log("{}: started {}".format(name, slot["container"]))
             self.save()
 
+    def server_overdue(self, name):
+        """True when the vLLM server slot ``name`` started has not come up in time."""
+        limit = int(self.record.get("serving_start_timeout_s") or 0)
+        if not limit:
+            return False
+        watch = self.servers.get(name)
+        if watch is None:
+            watch = self.servers[name] = ServerStartWatch(
+                os.path.join(self.root, name, SLOT_LOG))
+        now = self.clock()
+        watch.look(now)
+        return watch.overdue(now, limit)
+
     def wait_wave(self, wave):
-        """Until every running slot of the wave has ended; kills those past the timeout."""
+        """Until every running slot of the wave has ended; kills those past the timeout and
+        those whose vLLM server did not come up in time."""
         timeout = int(self.record.get("timeout_s") or 0)
         while not self.stopping:
             running = [n for n in wave if self.record["slots"][n]["state"] == "running"]
@@ -344,6 +433,13 @@ class Supervisor:
                     docker(["kill", slot["container"]])
                     slot["timed_out"] = True
                     self.log(f"{name}: killed after the {timeout}s timeout")
+                    changed = True
+                elif not slot.get("server_start_timed_out") and self.server_overdue(name):
+                    # The slot's other waves, and the host's, go on without it.
+                    docker(["kill", slot["container"]])
+                    slot["server_start_timed_out"] = True
+                    self.log("{}: killed: its vLLM server was not up within {}s".format(
+                        name, self.record.get("serving_start_timeout_s")))
                     changed = True
             self.save(force=changed)
             if changed:
@@ -454,10 +550,12 @@ def slot_results(record, timeout_s=None):
 
     ``status`` says how the slot ended on the host, never whether it measured anything
     (MAD's script exits 0 when every vLLM call failed): ``exited``, ``failed:timeout``,
+    ``failed:server-start`` (killed: its vLLM server was not up in time),
     ``failed:start``, ``failed:lost``, ``failed:interrupted`` (never started: the run was
     stopped), or ``running``.
     """
     timeout_s = timeout_s or record.get("timeout_s")
+    serving_start_s = record.get("serving_start_timeout_s")
     results = []
     for name, slot in sorted((record.get("slots") or {}).items()):
         state = slot.get("state")
@@ -467,6 +565,10 @@ def slot_results(record, timeout_s=None):
         if state == "exited" and slot.get("timed_out"):
             status = "failed:timeout"
             summary = f"{name} killed after the {timeout_s}s timeout{found}"
+        elif state == "exited" and slot.get("server_start_timed_out"):
+            status = "failed:server-start"
+            summary = (f"{name} killed: its vLLM server was not up within "
+                       f"{serving_start_s}s{found} (see {name}/benchmark.log)")
         elif state == "exited":
             status = "exited"
             summary = "{} exited {}{}{} (see {}/benchmark.log)".format(
@@ -487,6 +589,8 @@ def slot_results(record, timeout_s=None):
             "report_rows")}
         entry.update(name=name, status=status, summary=summary,
                      oom_killed=bool(slot.get("oom_killed")),
-                     timed_out=bool(slot.get("timed_out")))
+                     timed_out=bool(slot.get("timed_out")),
+                     server_start_timed_out=bool(slot.get("server_start_timed_out")),
+                     serving_start_timeout_s=serving_start_s)
         results.append(entry)
     return results

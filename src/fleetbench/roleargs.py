@@ -165,8 +165,9 @@ def problems(playbooks: Sequence[str], host_vars: Mapping[str, Mapping[str, Any]
     for (_, option, source, _), hosts in found.items():
         if option == source:
             direct.setdefault(source, set()).update(hosts)
+    # A role listed by several playbooks (fleetbench_defaults) sees each host once per play.
     return [Problem(role=role, option=option or role, source=source, message=message,
-                    hosts=tuple(hosts))
+                    hosts=tuple(dict.fromkeys(hosts)))
             for (role, option, source, message), hosts in found.items()
             if option == source or not set(hosts) <= direct.get(source, set())]
 

@@ -1,7 +1,7 @@
 """``fleetbench run``: the guide's steps on every host, ending in one run directory.
 
 Pipeline: plan and validate on the controller (nothing touches a host before that), then
-``playbooks/run.yml`` (preflight with the run lock → image → mad → benchmark → collect
+``playbooks/run.yml`` (preflight with the run lock → mad → image → benchmark → collect
 with clean-up → verdict), then ``playbooks/cleanup.yml`` on every host that collect did
 not clean up, then unpack the archives and write ``manifest.json``. Every host ends
 ``ok``, ``failed:<step>``, ``unreachable`` or ``skipped:<why>``; ``--resume`` re-runs
@@ -43,6 +43,7 @@ from fleetbench.plan import (
 from fleetbench.role_results import role_results
 from fleetbench.runner import PlaybookRun, TaskResult, run_playbook
 from fleetbench.secrets import Secret
+from fleetbench.serving_start import option_seconds, serving_start_timeouts
 from fleetbench.slot_verdict import SLOT_FOLDER, failed_slots_reason, judge_slots
 from fleetbench.token_server import serve_token
 from fleetbench.watch import DEFAULT_WINDOW_S, WatchEnd, watch
@@ -182,6 +183,8 @@ def _slot_entry(slot: Mapping[str, Any]) -> dict[str, Any]:
         "status": slot.get("status"), "hip_visible_devices": slot.get("hip_visible_devices"),
         "exit_code": slot.get("exit_code"), "oom_killed": slot.get("oom_killed", False),
         "timed_out": slot.get("timed_out", False), "summary": slot.get("summary", ""),
+        "server_start_timed_out": slot.get("server_start_timed_out", False),
+        "serving_start_timeout_s": slot.get("serving_start_timeout_s"),
         "started": slot.get("started"), "finished": slot.get("finished"),
     }
 
@@ -270,6 +273,9 @@ class RunRequest:
     disk_needs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: --image-from-controller: the controller's image the hosts load.
     staged_image: ControllerImage | None = None
+    #: --serving-start-timeout in seconds, over every host's inventory value (None: the
+    #: hosts' own fleetbench_serving_start_timeout, else its default).
+    serving_start_timeout_s: int | None = None
 
 
 def prepare(
@@ -279,7 +285,7 @@ def prepare(
     token: Secret | None = None, partition_bytes: int | None = None,
     mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
     reconnect_window: str | None = None, model_from: Path | None = None,
-    image_from_controller: bool = False,
+    image_from_controller: bool = False, serving_start_timeout: str | None = None,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -309,6 +315,7 @@ def prepare(
                                 f"fleetbench_container_env of {host}", [token])
     windows = reconnect_windows(fleet.host_vars, reconnect_window)
     diskplan.disk_options(fleet.host_vars)  # a size that is no number is bad input
+    serving_start_timeouts(fleet.host_vars, serving_start_timeout)  # every host's, checked
     slots_for: dict[int, list[dict[str, Any]]] = {}  # logical GPUs of a host -> its slots
     for logical in sorted(set(fleet.planned_gpus.values())):
         hosts = [h for h, n in fleet.planned_gpus.items() if n == logical]
@@ -343,7 +350,8 @@ def prepare(
                       _extravars(plan, "run-id", slots_by_host, runs_dir))
     return RunRequest(plan=plan, fleet=fleet, runs_dir=runs_dir, token=token,
                       mad_snapshot=snapshot, model_snapshot=model_snapshot,
-                      reconnect_window_s=windows, staged_image=staged)
+                      reconnect_window_s=windows, staged_image=staged,
+                      serving_start_timeout_s=option_seconds(serving_start_timeout))
 
 
 def _controller_image(fleet: Fleet, image: str | None) -> ControllerImage:
@@ -555,6 +563,8 @@ def _start(request: RunRequest, run_id: str, hosts: list[str], *,
         if request.staged_image is not None:
             extravars.update(image_from_controller=True, image_id=request.staged_image.id,
                              image_archive=str(export_image(request.staged_image, image_scratch)))
+        if request.serving_start_timeout_s is not None:
+            extravars["fleetbench_serving_start_timeout"] = request.serving_start_timeout_s
         if request.mad_snapshot is not None:
             extravars["mad_archive"] = str(write_archive(request.mad_snapshot, mad_scratch))
             extravars["mad_archive_commit"] = request.mad_snapshot.commit
@@ -595,7 +605,8 @@ def cleanup_status(results: tuple[TaskResult, ...],
 
 
 def _record_host(host: str, played: Played | None, hosts_dir: Path,
-                 previous: Mapping[str, Any], plan: RunPlan) -> HostOutcome:
+                 previous: Mapping[str, Any], plan: RunPlan, *,
+                 secrets: tuple[Secret, ...] = ()) -> HostOutcome:
     """Unpack what was fetched from ``host``, judge its slots from their files, and how the
     host ended."""
     archive = hosts_dir / f"{host}.tar.gz"
@@ -623,7 +634,7 @@ def _record_host(host: str, played: Played | None, hosts_dir: Path,
         steps["benchmark"]["end"] = end.ended_at
         outcome = dataclasses.replace(outcome, steps=steps)
     judged = judge_slots(hosts_dir / host, outcome.slots, plan.scenario,
-                         timeout_s=plan.timeout_s, collected=fetched)
+                         timeout_s=plan.timeout_s, collected=fetched, secrets=secrets)
     # A resumed host keeps the slots that finished before.
     outcome = with_slot_verdicts(dataclasses.replace(
         outcome, slots={**previous.get("slots", {}), **judged}))
@@ -698,7 +709,8 @@ def execute(
                        on_watch=on_watch)
     for host in hosts:
         previous = manifest["hosts"].get(host, {})
-        outcome = _record_host(host, played, hosts_dir, previous, request.plan)
+        outcome = _record_host(host, played, hosts_dir, previous, request.plan,
+                               secrets=(request.token,) if request.token else ())
         if request.mad_snapshot is not None and "mad" in outcome.steps:
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         # What an earlier attempt learnt stays when this one did not get that far.

@@ -14,7 +14,11 @@ report was written. A slot is therefore judged from its collected files:
 ``failed:partial``
     some points measured, others missing or failed (the summary says which);
 ``failed:timeout``
-    the slot was killed at the timeout, whatever it wrote before.
+    the slot was killed at the timeout, whatever it wrote before;
+``failed:server-start``
+    the slot was killed because the vLLM server it started for serving did not come up
+    within the serving start timeout (the host's supervisor tells it from the log); the
+    summary ends with the last lines the server logged.
 
 Which scenarios ``-s all`` runs depends on MAD's era: latency and throughput in eras A-C,
 and serving too in era D. Serving is expected when the slot shows it is of an era that
@@ -40,11 +44,13 @@ from typing import Any
 
 from fleetbench.reports.parse import MalformedReport, slot_reports
 from fleetbench.reports.records import SCENARIOS, Record, latest_per_configuration
+from fleetbench.secrets import Secret
 
 OK = "ok"
 NO_RESULTS = "failed:no-results"
 PARTIAL = "failed:partial"
 TIMEOUT = "failed:timeout"
+SERVER_START = "failed:server-start"
 
 LOG_NAME = "benchmark.log"
 #: A slot's folder under its host's folder: ``slot0``, ``slot1``, …
@@ -81,6 +87,23 @@ _PROCESS_PREFIX = re.compile(r"^\([\w.-]+ pid=\d+\) ")
 _CHAIN_WINDOW = 20
 # Lines between a traceback's header and its exception line (frames, code, carets).
 _FRAME_WINDOW = 400
+# A vLLM server starting (the host's supervisor watches for the same lines:
+# module_utils/fleetbench_slots.py SERVER_STARTS): its log is what follows.
+_SERVER_START = re.compile(r"^(?:\+ )?(?:[A-Za-z_][A-Za-z0-9_]*=\S* )*vllm serve\b"
+                           r"|vLLM API server version\b", re.MULTILINE)
+# The server answering (module_utils/fleetbench_slots.py SERVER_UP).
+_SERVER_UP = re.compile(r"Starting vLLM API server\b|Application startup complete"
+                        r"|Uvicorn running on\b")
+#: Lines of a server's log a summary ends with.
+SERVER_TAIL_LINES = 5
+# What looks like a secret in a log line: a Hugging Face token, a secret-named assignment,
+# a bearer token.
+_SECRET_LOOKING = (
+    (re.compile(r"\bhf_[A-Za-z0-9]{8,}"), "hf_********"),
+    (re.compile(r"\b([A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|API_KEY)[A-Z0-9_]*=)\S+"),
+     r"\1********"),
+    (re.compile(r"\b(Bearer\s+)\S+"), r"\1********"),
+)
 
 
 @dataclass(frozen=True)
@@ -233,6 +256,36 @@ def _trim(line: str) -> str:
     return text if len(text) <= SIGNATURE_LIMIT else text[: SIGNATURE_LIMIT - 1] + "…"
 
 
+def mask_secrets(text: str, secrets: Iterable[Secret] = ()) -> str:
+    """``text`` with ``secrets`` and anything that looks like a token masked."""
+    for secret in secrets:
+        value = secret.reveal()
+        if value:
+            text = text.replace(value, "********")
+    for pattern, replacement in _SECRET_LOOKING:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def server_log_tail(log: str, lines: int = SERVER_TAIL_LINES) -> list[str]:
+    """The last ``lines`` non-blank lines of the log from the start of the vLLM server that
+    never came up (the first start after the last server that did; the whole log when it
+    shows none), each trimmed to one summary line."""
+    shown = [_clean(line) for line in log.splitlines() if _clean(line).strip()]
+    begin = 0
+    for index, line in enumerate(shown):
+        if _SERVER_UP.search(line):
+            begin = index + 1
+        elif _SERVER_START.search(line) and begin <= index and not _started(shown, begin, index):
+            begin = index
+    return [_trim(line) for line in shown[begin:]][-lines:]
+
+
+def _started(lines: Sequence[str], begin: int, index: int) -> bool:
+    """True when a server start shows in ``lines[begin:index]``."""
+    return any(_SERVER_START.search(line) for line in lines[begin:index])
+
+
 # --- counting results ----------------------------------------------------------------------
 
 
@@ -279,14 +332,31 @@ def scenario_points(requested: str, files: SlotFiles) -> list[ScenarioPoints]:
 
 def judge_slot(requested: str, files: SlotFiles, *, exit_code: int | None = None,
                timed_out: bool = False, oom_killed: bool = False,
-               timeout_s: int | None = None, collected: bool = True) -> SlotVerdict:
+               timeout_s: int | None = None, collected: bool = True,
+               server_start_timed_out: bool = False, serving_start_timeout_s: int | None = None,
+               secrets: Iterable[Secret] = ()) -> SlotVerdict:
     """Judge one slot from its files; the exit code, OOM kill and timeout only explain.
 
     ``requested`` is the scenario the slot was asked to run (``--scenario``);
-    ``collected`` False says the host's files never reached the controller.
+    ``collected`` False says the host's files never reached the controller;
+    ``server_start_timed_out`` says the host killed the slot because its vLLM server was
+    not up within ``serving_start_timeout_s``: the summary then ends with the last lines
+    the server logged, ``secrets`` and anything that looks like a token masked.
     """
     points = scenario_points(requested, files)
     measured = sum(p.measured for p in points)
+    if server_start_timed_out and not timed_out:
+        within = (f" within {serving_start_timeout_s}s" if serving_start_timeout_s
+                  else " in time")
+        found = [f"the vLLM server was not up{within}, the slot was killed",
+                 *(p.describe() for p in points)]
+        tail = server_log_tail(files.log) if files.log else []
+        if tail:
+            found.append("last lines of its log: "
+                         + mask_secrets(" | ".join(tail), secrets))
+        elif files.log is None:
+            found.append(f"no {LOG_NAME}" if collected else "nothing was collected from the host")
+        return SlotVerdict(SERVER_START, "; ".join(found))
     if timed_out:
         status = TIMEOUT
         head = f"killed after the {timeout_s}s timeout" if timeout_s else "killed at the timeout"
@@ -333,8 +403,8 @@ def read_slot(folder: Path) -> SlotFiles:
 
 
 def judge_slots(host_dir: Path, slots: Mapping[str, Mapping[str, Any]], requested: str, *,
-                timeout_s: int | None = None, collected: bool = True
-                ) -> dict[str, dict[str, Any]]:
+                timeout_s: int | None = None, collected: bool = True,
+                secrets: Iterable[Secret] = ()) -> dict[str, dict[str, Any]]:
     """The slots' manifest entries, each slot that ran judged from its folder under
     ``host_dir``: ``status`` and ``summary`` become the verdict's, the rest is kept.
 
@@ -351,9 +421,16 @@ def judge_slots(host_dir: Path, slots: Mapping[str, Mapping[str, Any]], requeste
             requested, read_slot(host_dir / name) if collected else SlotFiles(),
             exit_code=exit_code if isinstance(exit_code, int) else None,
             timed_out=bool(entry.get("timed_out")), oom_killed=bool(entry.get("oom_killed")),
-            timeout_s=timeout_s, collected=collected)
+            timeout_s=timeout_s, collected=collected,
+            server_start_timed_out=bool(entry.get("server_start_timed_out")),
+            serving_start_timeout_s=_int_or_none(entry.get("serving_start_timeout_s")),
+            secrets=secrets)
         judged[name] = {**entry, "status": verdict.status, "summary": verdict.summary}
     return judged
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def failed_slots_reason(slots: Mapping[str, Mapping[str, Any]]) -> str | None:

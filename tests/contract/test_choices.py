@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleetbench.isolation import ISOLATIONS
 from fleetbench.mad_era import ERAS
 from fleetbench.partition.modes import COMPUTE_MODES, MEMORY_MODES
 from fleetbench.plan import DTYPES, SCENARIOS
@@ -25,6 +26,8 @@ CHOICES = {
     ("benchmark", "benchmark_dtype"): DTYPES,
     ("benchmark", "benchmark_scenario"): SCENARIOS,
     ("benchmark", "benchmark_mad_era"): ERAS,
+    ("benchmark", "benchmark_gpu_isolation"): ISOLATIONS,
+    ("fleetbench_defaults", "fleetbench_gpu_isolation"): ISOLATIONS,
     ("mad", "mad_dtype"): DTYPES,
     ("plan", "plan_dtype"): DTYPES,
     ("plan", "plan_scenario"): SCENARIOS,

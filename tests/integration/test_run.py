@@ -122,7 +122,7 @@ def test_spx_host_is_skipped_others_collected_and_no_secret_left(
         assert set(data["hosts"][host]["slots"]) == {"slot0", "slot1"}
         assert data["hosts"][host]["image_digest"].startswith("sha256:")
         steps = data["hosts"][host]["steps"]
-        assert list(steps) == ["preflight", "image", "mad", "model", "benchmark", "collect"]
+        assert list(steps) == ["preflight", "mad", "image", "model", "benchmark", "collect"]
     assert not summary_reports(run_dir / "hosts" / "lab04")
     # The report's gate fails on the skipped host too, so a report built on its own later
     # (a nightly job, an AWX workflow) says what the run said.

@@ -112,7 +112,9 @@ def test_host_outcomes() -> None:
     assert "slot9" not in outcome.slots
     assert outcome.slots["slot1"] == {"status": "exited", "hip_visible_devices": None,
                                       "exit_code": 1, "oom_killed": True, "timed_out": False,
-                                      "summary": "", "started": "2026-12-03T17:00:22Z",
+                                      "summary": "", "server_start_timed_out": False,
+                                      "serving_start_timeout_s": None,
+                                      "started": "2026-12-03T17:00:22Z",
                                       "finished": "2026-12-03T17:09:02Z"}
     assert outcome.slots["slot2"]["status"] == "skipped:gpus"
     unreachable = _r("benchmark", "fleetbench_slots", "unreachable", {"msg": "ssh: refused"})

@@ -61,10 +61,39 @@ def fleetbench_mad_config(model: str, gpus: int, dtype: str, scenario: str) -> s
     return config
 
 
+def fleetbench_slot_devices(hip_visible_devices: Any, isolation: str,
+                            kfd_nodes: list[dict[str, Any]], devices: list[str],
+                            device_root: str = "/") -> dict[str, Any]:
+    """A slot container's ``devices`` and ``HIP_VISIBLE_DEVICES`` under ``isolation``
+    (``all`` or ``render-nodes``), from the host's KFD topology."""
+    isolation_module = _fleetbench("isolation")
+    try:
+        chosen = isolation_module.slot_devices(
+            str(isolation), str(hip_visible_devices), list(kfd_nodes or []),
+            [str(d) for d in devices or []], str(device_root))
+    except isolation_module.IsolationError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+    result: dict[str, Any] = chosen.to_dict()
+    return result
+
+
+def fleetbench_seconds(duration: Any, name: str = "the duration") -> int:
+    """Seconds in ``duration`` as fleetbench's options take it (``90``, ``90s``, ``20m``,
+    ``6h``); a bad value is an error naming ``name``."""
+    plan = _planning()
+    try:
+        seconds: int = plan.parse_duration(str(duration), name)
+    except plan.BadInput as exc:
+        raise AnsibleFilterError(str(exc)) from None
+    return seconds
+
+
 class FilterModule:
     """fleetbench's filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         """Name → filter."""
         return {"fleetbench_waves": fleetbench_waves, "fleetbench_slot_env": fleetbench_slot_env,
-                "fleetbench_mad_config": fleetbench_mad_config}
+                "fleetbench_mad_config": fleetbench_mad_config,
+                "fleetbench_seconds": fleetbench_seconds,
+                "fleetbench_slot_devices": fleetbench_slot_devices}

@@ -44,6 +44,11 @@ options:
   host: {type: str, description: The inventory name of this host (started).}
   controller: {type: dict, default: {}, description: Who runs the run (started).}
   timeout: {type: int, default: 0, description: Seconds a slot may run before it is killed.}
+  serving_start_timeout:
+    type: int
+    default: 0
+    description: Seconds a vLLM server a slot starts may take to come up before the slot
+      is killed (0 for no limit).
   token:
     type: path
     description: The token file to remove once the last wave has started.
@@ -77,6 +82,7 @@ def main():
             "host": {"type": "str"},
             "controller": {"type": "dict", "default": {}},
             "timeout": {"type": "int", "default": 0},
+            "serving_start_timeout": {"type": "int", "default": 0},
             "token": {"type": "path"},
         },
         required_if=[("state", "started", ("run_id", "host"))],
@@ -106,7 +112,8 @@ def main():
     os.chmod(root, 0o755)  # noqa: S103
     write_record(root, new_record(record, run_id=params["run_id"], host=params["host"],
                                   controller=params["controller"], waves=waves,
-                                  timeout_s=params["timeout"], token=params["token"]))
+                                  timeout_s=params["timeout"], token=params["token"],
+                                  serving_start_timeout_s=params["serving_start_timeout"]))
     pid = launch(root)
     if pid is None:
         module.fail_json(msg=f"the slot supervisor did not start: see {root}/supervisor.log")

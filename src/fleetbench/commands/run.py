@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--limit", help="host pattern, as ansible-playbook --limit")
     parser.add_argument("--timeout", default="6h",
                         help="how long one slot's benchmark may run (default 6h)")
+    parser.add_argument("--serving-start-timeout", metavar="DURATION",
+                        help="how long a serving slot's vLLM server may take to come up "
+                        "before the slot fails failed:server-start, apart from --timeout "
+                        "(default 20m, or the inventory's fleetbench_serving_start_timeout)")
     parser.add_argument("--hf-token-file", type=user_path,
                         help="file holding the Hugging Face token (default: $HF_TOKEN)")
     parser.add_argument("--resume", type=user_path, metavar="RUN_DIR",
@@ -107,6 +111,7 @@ def handle(args: argparse.Namespace) -> int:
             timeout_s=planning.parse_duration(args.timeout), token=token,
             reconnect_window=args.reconnect_window,
             image_from_controller=args.image_from_controller,
+            serving_start_timeout=args.serving_start_timeout,
         )
     if args.rerun_failed and args.resume is None:
         from fleetbench.errors import BadInput
@@ -168,6 +173,7 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
         token=token, reconnect_window=args.reconnect_window,
         image_from_controller=bool(plan.get("image_from_controller")),
+        serving_start_timeout=args.serving_start_timeout,
     )
     return dataclasses.replace(request, resume=args.resume)
 

@@ -233,6 +233,8 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
             # Docker's data root as preflight's disk planning sees it: this machine's disk,
             # or a tmpfs of the size `lab set HOST disk_free_gb=N` asks for.
             "fleetbench_disk_path": str(disk.disk_dir(host_dir)),
+            # Stand-in /dev/kfd and render nodes (render-nodes GPU isolation).
+            "fleetbench_device_root": str(host_dir / "root"),
             # The model step downloads from the lab's hub (per-host path: counted per host).
             "fleetbench_hf_endpoint": lab.hub_endpoint(host.name),
             # All lab hosts share this machine's Docker engine: only containers that mount

@@ -9,6 +9,9 @@ A host directory holds::
     HOST_DIR/root/sys/...          sysfs: PCI partition files, DRM nodes, KFD topology and,
                                    while busy, the KFD ``proc/<pid>`` entry of a GPU client
     HOST_DIR/root/proc/<pid>/      comm and cmdline of that client (busy hosts only)
+    HOST_DIR/root/dev/kfd, dev/dri/renderD<minor>
+                                   stand-in device nodes (copies of /dev/null) that slot
+                                   containers are given with render-nodes GPU isolation
     HOST_DIR/root/opt/rocm/.info/version
     HOST_DIR/smi-answers/          the outputs of ANSWERED_QUERIES for the current state
     HOST_DIR/bin/rocm-smi, amd-smi sh wrappers: answer ANSWERED_QUERIES from smi-answers/,
@@ -29,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -717,6 +721,13 @@ def render_tree(host_dir: Path, state: GpuState) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+    staging = Path(tempfile.mkdtemp(prefix=".dev-new-", dir=root))
+    try:
+        _render_dev(staging, devices)
+        _swap_in(staging, root / "dev")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     release = state.release
     write_atomic(
         root / "opt" / "rocm" / ".info" / "version", f"{release.version}-{release.build}\n"
@@ -777,6 +788,25 @@ def _render_proc(proc_dir: Path, state: GpuState, seed: str) -> None:
     client = proc_dir / str(busy_pid(seed))
     _write(client / "comm", BUSY_PROCESS_COMM + "\n")
     _write(client / "cmdline", "\0".join(BUSY_PROCESS_ARGV) + "\0")
+
+
+# The lab's device nodes are copies of /dev/null: Docker passes only device nodes to a
+# container (--device), and these reach no hardware whatever opens them.
+_NULL_DEVICE = os.makedev(1, 3)
+
+
+def _render_dev(dev_dir: Path, devices: tuple[LogicalGpu, ...]) -> None:
+    """``kfd`` and a ``dri/renderD<minor>`` per visible partition, as the host's /dev has
+    them. Making device nodes needs root (CAP_MKNOD); without it the folder stays empty
+    and only render-nodes isolation cannot be tried on this lab."""
+    (dev_dir / "dri").mkdir(parents=True, exist_ok=True)
+    names = ["kfd", *(f"dri/renderD{device.render_minor}" for device in devices)]
+    for name in names:
+        try:
+            os.mknod(dev_dir / name, stat.S_IFCHR | 0o666, _NULL_DEVICE)
+        except PermissionError:
+            return
+        (dev_dir / name).chmod(0o666)  # past the umask: the lab user's containers open it
 
 
 def _swap_in(staging: Path, target: Path) -> None:

@@ -227,6 +227,28 @@ def test_slot_devices_must_match_the_tensor_parallel_size(
     assert f"ValueError: {message}" in done.stderr
 
 
+@pytest.mark.parametrize(("devices", "message"), [
+    ("0,1", ""),
+    ("1,0", ""),
+    # host numbers in a container given only its slot's two render nodes
+    ("8,9", "No HIP GPUs are available"),
+    ("1,2", "tensor parallel size 2 is larger than the number of visible devices 1"),
+])
+def test_a_container_with_render_nodes_sees_only_those_gpus(
+        standins: Standins, tmp_path: Path, devices: str, message: str) -> None:
+    dri = tmp_path / "dri"
+    dri.mkdir()
+    for name in ("renderD136", "renderD137"):
+        (dri / name).touch()
+    standins.extra_env.update(HIP_VISIBLE_DEVICES=devices, FLEETBENCH_LAB_DRI=str(dri))
+    done = standins.run("latency", *latency_args("lat.json", tp=2))
+    if message:
+        assert done.returncode == 1
+        assert f"ValueError: {message}" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+
+
 def test_not_a_model_id(standins: Standins, tmp_path: Path) -> None:
     args = [a if a != MODEL else "not a model" for a in latency_args("lat.json")]
     done = standins.run("latency", *args)

@@ -232,7 +232,8 @@ def test_a_resumed_run_sends_from_the_same_cache(filled: Path, tmp_path: Path) -
     (run_dir / "manifest.json").write_text(json.dumps(
         {"run_id": run_dir.name, "plan": plan, "inventory": str(inventory), "hosts": {}}))
     request = _resume_request(argparse.Namespace(resume=run_dir, inventory=None,
-                                                 reconnect_window=None), None)
+                                                 reconnect_window=None,
+                                                 serving_start_timeout=None), None)
     assert request.model_snapshot is not None
     assert request.model_snapshot.commit == COMMIT
     assert request.plan.overrides["model_from"] == str(filled)

@@ -475,9 +475,32 @@ def check_engine(script: str, model: str, tp: int) -> None:
     check_devices(script, tp)
 
 
+def render_nodes() -> int | None:
+    """GPUs the HIP runtime can open here: the container's DRM render nodes (None when it
+    has no /dev/dri, as the lab's containers have none unless given render nodes)."""
+    try:
+        names = [p.name for p in Path(os.environ.get("FLEETBENCH_LAB_DRI", "/dev/dri")).iterdir()]
+    except OSError:
+        return None
+    return sum(1 for name in names if name.startswith("renderD"))
+
+
 def check_devices(script: str, tp: int) -> None:
-    """vLLM's check of the GPUs a container sees against the tensor parallel size."""
+    """vLLM's check of the GPUs a container sees against the tensor parallel size.
+
+    With render nodes in the container, the HIP runtime numbers those GPUs 0..n-1 and
+    takes HIP_VISIBLE_DEVICES up to its first index beyond them: host numbers in a
+    container given one slot's nodes leave no GPU.
+    """
     devices = visible_devices()
+    gpus = render_nodes()
+    if devices is not None and gpus is not None:
+        usable: list[str] = []
+        for device in devices:
+            if not device.isdigit() or int(device) >= gpus:
+                break
+            usable.append(device)
+        devices = usable
     if devices is not None:
         shown = os.environ.get("HIP_VISIBLE_DEVICES", "")
         if not devices:

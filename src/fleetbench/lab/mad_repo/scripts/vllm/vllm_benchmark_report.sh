@@ -468,6 +468,10 @@ run_serving() {
         mc=${rest#*:}
         outjson=${report_dir}/${model_name}_${mode}_req${prompts}_in${inp}_out${out}_mc${mc}_${datatype}.json
         echo "$model $mode $prompts $tp $inp $out $mc"
+        if [[ -z "$server_up" ]]; then
+            # `vllm serve` starts: its first line, then the engine loads (a hang stays there).
+            vlog "api_server.py:1287" "vLLM API server version 0.9.1"
+        fi
         point_begin "$mode" || { report_without_json "$outjson"; continue; }
         if [[ -z "$server_up" ]]; then
             server_up=1
