@@ -135,6 +135,10 @@ class RunPlan:
     overrides: dict[str, str] = field(default_factory=dict)
     # --env K=V for every slot container (over the inventory's fleetbench_container_env).
     container_env: dict[str, str] = field(default_factory=dict)
+    # The correctness probe after each slot's benchmark (--no-correctness: off), and the
+    # expected answers per model and prompt id (--expected-answers).
+    correctness: bool = True
+    expected_answers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -148,6 +152,8 @@ class RunPlan:
             "scenario": self.scenario, "slots": self.slots, "timeout_s": self.timeout_s,
             "limit": self.limit, "overrides": dict(self.overrides),
             "container_env": dict(self.container_env),
+            "correctness": self.correctness,
+            "expected_answers": {m: dict(a) for m, a in self.expected_answers.items()},
         }
 
 

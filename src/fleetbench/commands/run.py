@@ -15,6 +15,7 @@ from rich.table import Table
 from fleetbench import plan as planning
 from fleetbench import run as runs
 from fleetbench.commands import user_path
+from fleetbench.correctness import load_expected
 from fleetbench.progress import FleetProgress
 from fleetbench.reports.render import DEFAULT, build_report
 from fleetbench.reports.stats import load_thresholds
@@ -65,6 +66,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="how long a host may be out of reach while its slots run before "
                         "it ends unreachable (default 30m, or the inventory's "
                         "fleetbench_reconnect_window)")
+    parser.add_argument("--no-correctness", action="store_true",
+                        help="skip the correctness probe (each slot answering a few fixed "
+                        "prompts greedily after its benchmark, compared across the fleet)")
+    parser.add_argument("--expected-answers", type=user_path, metavar="FILE",
+                        help="YAML of the text each probe answer must contain, per model "
+                        "and prompt id (e.g. `meta-llama/Llama-3.1-8B-Instruct: {capital: "
+                        "Paris}`)")
     parser.add_argument("--thresholds", type=user_path,
                         help="thresholds YAML for the report's gate (see report build)")
     parser.add_argument("--baseline", type=user_path, metavar="RUN_DIR",
@@ -95,7 +103,9 @@ def handle(args: argparse.Namespace) -> int:
             mad_sync=args.mad_sync, container_env=planning.parse_env_assignments(args.env),
             runs_dir=args.runs_dir, limit=args.limit,
             timeout_s=planning.parse_duration(args.timeout), token=token,
-            reconnect_window=args.reconnect_window,
+            reconnect_window=args.reconnect_window, probe=not args.no_correctness,
+            expected_answers=load_expected(args.expected_answers) if args.expected_answers
+            else None,
         )
     if args.rerun_failed and args.resume is None:
         from fleetbench.errors import BadInput
@@ -150,6 +160,8 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         container_env=plan.get("container_env") or {},
         runs_dir=args.resume.parent, limit=plan.get("limit"), timeout_s=plan["timeout_s"],
         token=token, reconnect_window=args.reconnect_window,
+        probe=bool(plan.get("correctness", True)),
+        expected_answers=plan.get("expected_answers") or None,
     )
     return dataclasses.replace(request, resume=args.resume)
 
