@@ -115,7 +115,8 @@ def main():
     method = spec.get("method", "offline")
     if method == "serve" and shutil.which("vllm") is None:
         method = "offline"  # an image without the command: its Python API is the way in
-    result = {key: spec.get(key) for key in ("model", "dtype", "tp", "seed", "max_tokens")}
+    result = {"model": spec["model"], "dtype": spec["dtype"], "tp": int(spec["tp"]),
+              "seed": int(spec["seed"]), "max_tokens": int(spec["max_tokens"])}
     result.update(method=method, temperature=0, answers=[], error=None)
     started = time.time()
     try:
