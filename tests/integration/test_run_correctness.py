@@ -88,7 +88,7 @@ def test_a_garbage_slot_fails_correctness_while_the_others_pass(
     line = page[page.index('<p id="correctness"'):]
     line = line[:line.index("</p>")]
     assert "7 of 8 slots answered" in line
-    assert "<strong>lab03/slot1</strong>" in line and "!!!!!!!!" in line
+    assert "<b>lab03/slot1</b>" in line and "!!!!!!!!" in line
 
     # vLLM's version, read from the image, on every host of the manifest and history.
     assert {e["vllm_version"] for e in hosts.values()} == {LAB_VLLM}

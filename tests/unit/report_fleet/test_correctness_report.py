@@ -43,7 +43,7 @@ def test_a_wrong_slot_is_a_finding_and_its_numbers_do_not_count(tmp_path: Path) 
     line = page[page.index('<p id="correctness" class="bad">'):]
     line = line[:line.index("</p>")]
     assert "5 of 6 slots answered" in line
-    assert "<strong>lab02/slot1</strong> (GPU LAB02-GPU1) failed:" in line
+    assert "<b>lab02/slot1</b> (GPU LAB02-GPU1) failed:" in line
     assert "&#39;!!!!!!!!&#39; (fleet: &#39;Paris.&#39;)" in line
 
 
