@@ -268,3 +268,17 @@ def test_record_keeps_an_earlier_attempts_verdict(tmp_path: Path) -> None:
     record(manifest, tmp_path)
     assert manifest["hosts"]["lab01"]["slots"]["slot1"] == {"status": FAILED,
                                                            "summary": "earlier reason"}
+
+
+def test_run_refuses_a_bad_expected_answers_file_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleetbench.cli import main
+
+    bad = tmp_path / "expected.yml"
+    bad.write_text("- capital: Paris\n")
+    code = main(["run", "-i", str(tmp_path / "inventory.yml"), "--model", MODEL, "--gpus", "8",
+                 "--expected-answers", str(bad), "--runs-dir", str(tmp_path / "runs")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected a mapping of model ids" in err and str(bad) in err
+    assert not (tmp_path / "runs").exists()
