@@ -138,6 +138,10 @@ class RunPlan:
     container_env: dict[str, str] = field(default_factory=dict)
     # --image-from-controller: the hosts load the controller's image instead of pulling.
     image_from_controller: bool = False
+    # The correctness probe after each slot's benchmark (--no-correctness: off), and the
+    # expected answers per model and prompt id (--expected-answers).
+    correctness: bool = True
+    expected_answers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -152,6 +156,8 @@ class RunPlan:
             "limit": self.limit, "overrides": dict(self.overrides),
             "container_env": dict(self.container_env),
             "image_from_controller": self.image_from_controller,
+            "correctness": self.correctness,
+            "expected_answers": {m: dict(a) for m, a in self.expected_answers.items()},
         }
 
 

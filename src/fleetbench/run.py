@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbench import __version__, diskplan, roleargs, scratch
+from fleetbench import __version__, correctness, diskplan, roleargs, scratch
 from fleetbench.errors import BadInput
 from fleetbench.gpus import slot_gpus
 from fleetbench.hostkeys import unreachable_status
@@ -75,6 +75,8 @@ class HostOutcome:
     preflight: dict[str, Any] | None = None
     #: The model role's result: ``{"revision", "downloaded_bytes"}`` (None: not reached).
     model: dict[str, Any] | None = None
+    #: vLLM's version in the image the host pulled (None: not read).
+    vllm_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's entry for this host."""
@@ -82,6 +84,7 @@ class HostOutcome:
             "status": self.status, "reason": self.reason, "steps": self.steps,
             "slots": self.slots, "image_digest": self.image_digest,
             "mad_commit": self.mad_commit, "model": self.model,
+            "vllm_version": self.vllm_version,
         }
 
 
@@ -156,7 +159,8 @@ def host_outcome(name: str, results: tuple[TaskResult, ...], fetched: bool) -> H
     return HostOutcome(name=name, status=status, reason=reason, steps=steps, slots=slots,
                        image_digest=_digest(image), mad_commit=commit or None,
                        preflight=preflight,
-                       model=model_entry(done["model"].data) if "model" in done else None)
+                       model=model_entry(done["model"].data) if "model" in done else None,
+                       vllm_version=str(image.get("vllm_version") or "").strip() or None)
 
 
 def model_entry(data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -286,6 +290,7 @@ def prepare(
     mad_sync: Path | None = None, container_env: Mapping[str, str] | None = None,
     reconnect_window: str | None = None, model_from: Path | None = None,
     image_from_controller: bool = False, serving_start_timeout: str | None = None,
+    probe: bool = True, expected_answers: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RunRequest:
     """Validate everything on the controller; BadInput for any problem (nothing started).
 
@@ -340,7 +345,8 @@ def prepare(
                                      "mad_sync": str(mad_sync or ""),
                                      "model_from": str(model_snapshot.folder.parent
                                                        if model_snapshot else "")}.items() if v},
-        container_env=env, image_from_controller=image_from_controller,
+        container_env=env, image_from_controller=image_from_controller, correctness=probe,
+        expected_answers={m: dict(a) for m, a in (expected_answers or {}).items()},
     )
     staged = _controller_image(fleet, image) if image_from_controller else None
     # The roles' arguments, checked for every host with the values the run will give them
@@ -421,6 +427,7 @@ def _extravars(plan: RunPlan, run_id: str, slots_by_host: Mapping[str, list[dict
         "benchmark_scenario": plan.scenario,
         "benchmark_timeout": plan.timeout_s,
         "benchmark_env_overrides": dict(plan.container_env),
+        "benchmark_correctness": plan.correctness,
     }
     for key, var in (("image", "fleetbench_image"), ("mad_repo", "fleetbench_mad_repo"),
                      ("mad_ref", "fleetbench_mad_ref")):
@@ -715,7 +722,7 @@ def execute(
             outcome = dataclasses.replace(outcome, mad_commit=request.mad_snapshot.commit)
         # What an earlier attempt learnt stays when this one did not get that far.
         entry = outcome.to_dict()
-        for key in ("image_digest", "mad_commit", "model"):
+        for key in ("image_digest", "mad_commit", "model", "vllm_version"):
             entry[key] = entry[key] or previous.get(key)
         manifest["hosts"][host] = entry
         # What the report expects results from, also of a host that never got to run.
@@ -729,17 +736,26 @@ def execute(
         if on_host:
             on_host(host, outcome.status, _first_line(outcome.reason))
 
-    digests = {h: e.get("image_digest") for h, e in manifest["hosts"].items()}
-    manifest["image"] = {"digests": digests, "drift": drifted(digests)}
-    commits = {h: e.get("mad_commit") for h, e in manifest["hosts"].items()}
-    manifest["mad"] = {"commits": commits, "drift": drifted(commits)}
-    revisions = {h: (e.get("model") or {}).get("revision") for h, e in manifest["hosts"].items()}
-    manifest["model"] = {"revisions": revisions, "drift": drifted(revisions)}
+    if request.plan.correctness:
+        # Across the whole fleet, once every host's answers are in.
+        correctness.record(manifest, hosts_dir, request.plan.expected_answers)
+    manifest.update(fleet_drift(manifest["hosts"]))
     attempt["finished"] = manifest["finished"] = _utc_now()
     attempt["canceled"] = played is not None and played.canceled
     manifest["summary"] = summarize(manifest)
     write_manifest(run_dir, manifest)
     return run_dir, manifest
+
+
+def fleet_drift(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The manifest's fleet-wide ``image``, ``mad`` and ``model`` entries: what each host
+    had, and whether the hosts differ."""
+    digests = {h: e.get("image_digest") for h, e in hosts.items()}
+    commits = {h: e.get("mad_commit") for h, e in hosts.items()}
+    revisions = {h: (e.get("model") or {}).get("revision") for h, e in hosts.items()}
+    return {"image": {"digests": digests, "drift": drifted(digests)},
+            "mad": {"commits": commits, "drift": drifted(commits)},
+            "model": {"revisions": revisions, "drift": drifted(revisions)}}
 
 
 def _first_line(text: str) -> str:

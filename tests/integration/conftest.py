@@ -72,7 +72,8 @@ class LabFleet:
     def restore(self, host: str) -> None:
         """Back to a healthy CPX/NPS4 host with a working benchmark."""
         self.set(host, "sshd=running", "compute=CPX", "memory=NPS4", "partitions=64",
-                 "busy=false", "bench=ok", "factor=1.0", "fail_after=0", "perf_csv=written")
+                 "busy=false", "bench=ok", "factor=1.0", "fail_after=0", "perf_csv=written",
+                 "garbage=none")
 
 
 def _lab(factory: pytest.TempPathFactory, name: str, hosts: int, first: str

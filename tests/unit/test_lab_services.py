@@ -116,3 +116,12 @@ def test_stopping_a_service_leaves_no_process_it_forks_meanwhile(
         for pid in forked():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_bench_settings_plant_garbage_answers_on_named_slots() -> None:
+    assert fleet._bench_settings({"garbage": "slot3"}, {})["garbage"] == "slot3"
+    assert fleet._bench_settings({"garbage": "slot1,slot12"}, {})["garbage"] == "slot1,slot12"
+    assert fleet._bench_settings({"garbage": "none"}, {"garbage": "slot3"})["garbage"] == "none"
+    for wrong in ("3", "slot", "slot3,", "all", "slot3;slot4"):
+        with pytest.raises(LabError, match="name slots"):
+            fleet._bench_settings({"garbage": wrong}, {})

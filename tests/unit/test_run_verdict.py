@@ -6,7 +6,7 @@ import tarfile
 from pathlib import Path
 
 from fleetbench.plan import RunPlan
-from fleetbench.run import HostOutcome, Played, _record_host, with_slot_verdicts
+from fleetbench.run import HostOutcome, Played, _record_host, host_outcome, with_slot_verdicts
 from fleetbench.runner import PlaybookRun, TaskResult
 
 MAD = Path(__file__).resolve().parents[1] / "fixtures" / "mad"
@@ -144,3 +144,16 @@ def test_a_host_that_failed_a_step_keeps_that_status() -> None:
     assert with_slot_verdicts(failed) == failed
     fine = HostOutcome(name="h", status="ok", slots={"slot0": {"status": "ok"}})
     assert with_slot_verdicts(fine) == fine
+
+
+def test_the_images_vllm_version_is_the_hosts() -> None:
+    image = task("image", "ansible.builtin.set_fact", "ok", {"ansible_facts": {
+        "image_result": {"step": "image", "status": "ok", "data": {
+            "ref": "r", "repo_digests": ["r@sha256:abc"], "id": "sha256:def",
+            "vllm_version": " 0.9.2rc2.dev6+g1a2b3c.rocm700 "}}}})
+    outcome = host_outcome("lab01", (image,), fetched=False)
+    assert outcome.vllm_version == "0.9.2rc2.dev6+g1a2b3c.rocm700"
+    assert outcome.to_dict()["vllm_version"] == "0.9.2rc2.dev6+g1a2b3c.rocm700"
+    unread = task("image", "ansible.builtin.set_fact", "ok", {"ansible_facts": {
+        "image_result": {"step": "image", "status": "ok", "data": {"vllm_version": ""}}}})
+    assert host_outcome("lab01", (unread,), fetched=False).vllm_version is None

@@ -1,7 +1,8 @@
 # Runs inside the pulled image (docker run --rm --network none), with MAD's layout as $1
 # (report-script or run-yaml, told by the mad role from the checkout; empty when unknown):
 # prints one line per piece the layout's scripts need that the image lacks; nothing when it
-# has them all.
+# has them all. Then vLLM's version as `vllm-version: X` (from its distribution metadata:
+# importing vLLM would load torch), for the run's attribution.
 era="${1:-}"
 command -v python3 >/dev/null 2>&1 || echo "python3"
 command -v python3 >/dev/null 2>&1 && { python3 -c "import pandas" >/dev/null 2>&1 || echo "pandas (python3 -c 'import pandas' fails)"; }
@@ -33,4 +34,5 @@ case "$era" in
     fi
     ;;
 esac
+command -v python3 >/dev/null 2>&1 && python3 -c "import importlib.metadata as m; print('vllm-version: ' + m.version('vllm'))" 2>/dev/null
 exit 0

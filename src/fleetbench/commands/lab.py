@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     setter = actions.add_parser(
         "set", help="change a host: compute= memory= gpus= partitions= rocm= busy= bench= "
-                    "factor= slow_s= fail_after= perf_csv= sshd= disk_free_gb=")
+                    "factor= slow_s= fail_after= perf_csv= garbage= sshd= disk_free_gb=")
     setter.add_argument("--dir", type=user_path, required=True, help="lab directory")
     setter.add_argument("host", help="host name, e.g. lab02")
     setter.add_argument("settings", nargs="+", metavar="KEY=VALUE")

@@ -16,6 +16,7 @@ from fleetbench import diskplan
 from fleetbench import plan as planning
 from fleetbench import run as runs
 from fleetbench.commands import user_path
+from fleetbench.correctness import load_expected
 from fleetbench.progress import FleetProgress
 from fleetbench.reports.build import DEFAULT, build_report
 from fleetbench.reports.thresholds import load_thresholds
@@ -78,6 +79,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="how long a host may be out of reach while its slots run before "
                         "it ends unreachable (default 30m, or the inventory's "
                         "fleetbench_reconnect_window)")
+    parser.add_argument("--no-correctness", action="store_true",
+                        help="skip the correctness probe (each slot answering a few fixed "
+                        "prompts greedily after its benchmark, compared across the fleet)")
+    parser.add_argument("--expected-answers", type=user_path, metavar="FILE",
+                        help="YAML of the text each probe answer must contain, per model "
+                        "and prompt id (e.g. `meta-llama/Llama-3.1-8B-Instruct: {capital: "
+                        "Paris}`)")
     parser.add_argument("--thresholds", type=user_path,
                         help="thresholds YAML for the report's gate (see report build)")
     parser.add_argument("--baseline", type=user_path, metavar="RUN_DIR",
@@ -112,6 +120,9 @@ def handle(args: argparse.Namespace) -> int:
             reconnect_window=args.reconnect_window,
             image_from_controller=args.image_from_controller,
             serving_start_timeout=args.serving_start_timeout,
+            probe=not args.no_correctness,
+            expected_answers=load_expected(args.expected_answers) if args.expected_answers
+            else None,
         )
     if args.rerun_failed and args.resume is None:
         from fleetbench.errors import BadInput
@@ -174,6 +185,8 @@ def _resume_request(args: argparse.Namespace, token: Any) -> runs.RunRequest:
         token=token, reconnect_window=args.reconnect_window,
         image_from_controller=bool(plan.get("image_from_controller")),
         serving_start_timeout=args.serving_start_timeout,
+        probe=bool(plan.get("correctness", True)),
+        expected_answers=plan.get("expected_answers") or None,
     )
     return dataclasses.replace(request, resume=args.resume)
 

@@ -20,6 +20,7 @@ import getpass
 import hashlib
 import ipaddress
 import json
+import re
 import shutil
 import sys
 import urllib.error
@@ -49,7 +50,10 @@ BENCH_MODES = ("ok", "fail", "hang", "slow")
 # perf_csv=missing plants a perf step that fails after every report was written: MAD's
 # script then exits 1 from its final mv. fail_after: points measured before bench=fail.
 PERF_CSV = ("written", "missing")
-BENCH_KEYS = ("bench", "factor", "slow_s", "fail_after", "perf_csv")
+BENCH_KEYS = ("bench", "factor", "slow_s", "fail_after", "perf_csv", "garbage")
+# garbage=slot3[,slot5]: those slots' model answers garbage (the correctness probe's fault);
+# garbage=none: every slot answers well.
+_GARBAGE = re.compile(r"^(none|slot[0-9]+(,slot[0-9]+)*)$")
 SSHD_KEY = "sshd"
 GPU_STATE_FILE = "gpu-state.json"
 
@@ -198,6 +202,11 @@ def _bench_settings(settings: Mapping[str, str], current: dict[str, str]) -> dic
         elif key == "perf_csv":
             if value not in PERF_CSV:
                 raise LabError(f"perf_csv={value} — use perf_csv=written or perf_csv=missing")
+            updated[key] = value
+        elif key == "garbage":
+            if not _GARBAGE.match(value):
+                raise LabError(f"garbage={value} — name slots, e.g. garbage=slot3 or "
+                               "garbage=slot1,slot3, or garbage=none")
             updated[key] = value
         elif key == "fail_after":
             if not value.isdigit():

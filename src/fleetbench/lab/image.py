@@ -47,6 +47,7 @@ DEFAULT_REPOSITORY = "rocm/vllm"
 DEFAULT_TAG = "instinct_main"
 _LDD_PATH = re.compile(r"(/\S+)")
 _ELF_MAGIC = b"\x7fELF"
+_VERSION = re.compile(r'^__version__ = "([^"]+)"', re.MULTILINE)
 
 PYTHON = "python3.11"
 """The image's Python, Debian's (``/usr/bin/python3`` points at it)."""
@@ -332,6 +333,15 @@ def _walk(node: Traversable, target: str) -> Iterator[tuple[Traversable, str]]:
             yield child, f"{target}/{child.name}"
 
 
+def standin_vllm_version() -> str:
+    """The stand-in vLLM's ``__version__``."""
+    text = resources.files(_STANDIN_PACKAGE).joinpath(_STANDIN_DIR, "vllm", "__init__.py")
+    match = _VERSION.search(text.read_text())
+    if match is None:
+        raise LabError("the lab's stand-in vLLM has no __version__")
+    return match.group(1)
+
+
 def build_rootfs_tree() -> Rootfs:
     """What the stand-in image holds (see the module docstring)."""
     binaries = require_binaries(("bash", "busybox", "git"))
@@ -372,6 +382,11 @@ def build_rootfs_tree() -> Rootfs:
     for source, target in _standin_files():
         executable = target.startswith(("usr/local/bin/", "app/"))
         rootfs.add_text(target, source.read_text(), 0o755 if executable else 0o644)
+    # vLLM's distribution metadata, as pip leaves it: how its version is read without
+    # importing it (the real package imports torch).
+    version = standin_vllm_version()
+    rootfs.add_text(f"usr/local/lib/{PYTHON}/dist-packages/vllm-{version}.dist-info/METADATA",
+                    f"Metadata-Version: 2.1\nName: vllm\nVersion: {version}\n")
 
     rootfs.add_text("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n")
     rootfs.add_text("etc/group", "root:x:0:\nvideo:x:44:\nrender:x:109:\n")

@@ -177,6 +177,8 @@ class FleetRun:
     hosts: tuple[HostInfo, ...]
     rows: tuple[HostRecord, ...]
     problems: tuple[ReadProblem, ...] = ()
+    #: The correctness probe's findings (the manifest's ``correctness``), None without one.
+    correctness: Mapping[str, Any] | None = None
 
     @property
     def model(self) -> str:
@@ -251,7 +253,10 @@ def collect_run(run_dir: Path) -> FleetRun:
         hosts.append(_host_info(name, entry, _preflight(host_dir)))
         if host_dir.is_dir():
             host_rows, host_problems = _host_records(name, host_dir)
-            rows.extend(host_rows)
+            # A slot that answered wrongly measured nothing worth counting.
+            wrong = {slot for slot, state in (entry.get("slots") or {}).items()
+                     if isinstance(state, dict) and state.get("status") == "failed:correctness"}
+            rows.extend(row for row in host_rows if row.slot not in wrong)
             problems.extend(host_problems)
     return FleetRun(
         run_id=str(manifest.get("run_id") or run_dir.name),
@@ -262,6 +267,8 @@ def collect_run(run_dir: Path) -> FleetRun:
         hosts=tuple(hosts),
         rows=tuple(rows),
         problems=tuple(problems),
+        correctness=manifest.get("correctness") if isinstance(manifest.get("correctness"), dict)
+        else None,
     )
 
 

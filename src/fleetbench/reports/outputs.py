@@ -86,6 +86,7 @@ def _report_head(report: FleetReport) -> dict[str, Any]:
         },
         "drift": [d.to_dict() for d in analysis.drift],
         "roofline": None if analysis.plausibility is None else analysis.plausibility.to_dict(),
+        "correctness": None if run.correctness is None else dict(run.correctness),
         "unreadable_reports": [
             {"host": p.host, "slot": p.slot, "message": p.message} for p in analysis.problems
         ],

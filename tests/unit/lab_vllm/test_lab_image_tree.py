@@ -68,6 +68,11 @@ def test_rootfs_holds_the_vllm_entry_points(rootfs: dict[str, tarfile.TarInfo]) 
         assert script.isfile() and script.mode & 0o111
     assert rootfs["usr/local/bin/vllm"].mode & 0o111
     assert rootfs["usr/local/lib/python3.11/dist-packages/vllm/_lab.py"].isfile()
+    # The image tells its vLLM version as pip-installed vLLM does, without an import.
+    version = image.standin_vllm_version()
+    assert version == "0.9.1+fleetbench.lab"
+    assert rootfs[f"usr/local/lib/python3.11/dist-packages/vllm-{version}.dist-info/METADATA"
+                  ].isfile()
     assert rootfs["tmp"].isdir() and rootfs["tmp"].mode == 0o1777
 
 

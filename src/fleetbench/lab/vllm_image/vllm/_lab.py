@@ -11,6 +11,7 @@ lab's stand-in MAD script reads:
     slow_s=2       seconds each engine start takes in slow mode
     fail_after=0   engine starts that succeed in fail mode before each later one fails
                    (0: every one fails, as the lab's MAD script counts its points)
+    garbage=slot3  slots whose model answers garbage (comma-separated; none: no slot)
 
 Every benchmark entry point is one engine start ("point"); the points a container has run
 are counted in ``$FLEETBENCH_LAB_POINTS`` (default ``/tmp/fleetbench-lab-points``, fresh
@@ -54,6 +55,8 @@ class Settings:
     factor: float = 1.0
     slow_s: float = 2.0
     fail_after: int = 0
+    #: Slots (``slot3``) whose model answers garbage (see ``vllm._answers``).
+    garbage: tuple[str, ...] = ()
 
 
 def settings_path() -> str:
@@ -81,7 +84,10 @@ def parse_settings(text: str) -> Settings:
     fail_after = values.get("fail_after", "0")
     if not _COUNT.match(fail_after):
         raise SettingsError(f"fail_after '{fail_after}' is not a count")
+    garbage = tuple(slot for slot in values.get("garbage", "").split(",")
+                    if slot and slot != "none")
     return Settings(
+        garbage=garbage,
         host=values.get("host", "localhost"),
         mode=mode,
         factor=float(factor),
@@ -102,6 +108,11 @@ def read_settings() -> Settings:
     except SettingsError as error:
         print(f"[fleetbench-lab] {path}: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+def stable_hash(text: str) -> int:
+    """A hash that is the same in every process (Python's own is salted per process)."""
+    return _hash(text)
 
 
 def _hash(text: str) -> int:

@@ -2,12 +2,13 @@
 benchmark_serving's client and for MAD's ``curl`` readiness loops.
 
 ``GET /health``, ``/ping``, ``/version``, ``/v1/models``; ``POST /v1/completions``
-(streamed as server-sent events or whole). It listens on 127.0.0.1 (or another loopback
-address given with ``--host``; the lab never listens beyond 127.0.0.0/8), port ``--port``
-(8000). The lab's hosts are one machine, so servers of different lab hosts share the port
-(SO_REUSEPORT); two servers of the same lab host on one port fail as vLLM does ("address
-already in use"), which is what a plan that starts two serving slots at once on a host
-would meet on a real fleet.
+(streamed as server-sent events, a few tokens the benchmark client counts, or whole: the
+lab model's answer, ``vllm._answers``, for the correctness probe). It listens on
+127.0.0.1 (or another loopback address given with ``--host``; the lab never listens beyond
+127.0.0.0/8), port ``--port`` (8000). The lab's hosts are one machine, so servers of
+different lab hosts share the port (SO_REUSEPORT); two servers of the same lab host on one
+port fail as vLLM does ("address already in use"), which is what a plan that starts two
+serving slots at once on a host would meet on a real fleet.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
 
-from vllm import __version__, _args, _lab
+from vllm import __version__, _answers, _args, _lab
 from vllm.benchmarks.serve import ENGINE_HEADER
 
 SCRIPT = "/usr/local/bin/vllm"
@@ -114,6 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
     max_model_len: ClassVar[int] = 131072
     engine: ClassVar[str] = ""
     api_key: ClassVar[str | None] = None
+    settings: ClassVar[_lab.Settings] = _lab.Settings()
     server_version = "uvicorn"
     sys_version = ""
 
@@ -169,6 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
             max_tokens = int(request.get("max_tokens") or 16)
             stream = bool(request.get("stream", False))
             prompt = request.get("prompt", "")
+            temperature = float(request.get("temperature", 1.0))
+            seed = request.get("seed")
+            seed = None if seed is None else int(seed)
         except (ValueError, TypeError, AttributeError) as error:
             self._json(400, {"object": "error", "message": f"invalid request: {error}",
                              "type": "BadRequestError", "param": None, "code": 400})
@@ -184,7 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             data = json.dumps({
                 "id": ident, "object": "text_completion", "created": created, "model": model,
-                "choices": [{"index": 0, "text": " lab" * chunks, "logprobs": None,
+                "choices": [{"index": 0, "text": _answers.generate(
+                                 str(prompt), max_tokens, temperature, seed, self.settings),
+                             "logprobs": None,
                              "finish_reason": "length", "stop_reason": None}],
                 "usage": {"prompt_tokens": len(str(prompt).split()),
                           "completion_tokens": max_tokens,
@@ -240,6 +247,7 @@ def main(args: argparse.Namespace, script: str = SCRIPT) -> int:
     _Handler.max_model_len = int(args.max_model_len or 131072)
     _Handler.engine = _lab.engine(model, tp, args.dtype, _args.uses_fp8(args)).header()
     _Handler.api_key = args.api_key
+    _Handler.settings = settings
     try:
         server = _Server((address, args.port), _Handler)
     except OSError:
