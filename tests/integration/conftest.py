@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
+import yaml
 
 from tests.conftest import run_cli
 
@@ -99,3 +103,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
 def run_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
     """A 4-host lab for the rollout tests, removed at the end."""
     yield from _lab(tmp_path_factory, "runlab", 4, lab_address(2))
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on: a registry, hub or git server out of reach."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def offline_ref(run_lab: LabFleet) -> Iterator[str]:
+    """The lab image tagged under a registry address that does not answer."""
+    lab_image = yaml.safe_load(run_lab.inventory.read_text())["all"]["vars"]["fleetbench_image"]
+    repository = f"127.0.0.1:{closed_port()}/offline/rocm/vllm"
+    client = docker.from_env()
+    try:
+        client.images.get(lab_image).tag(repository, "staged")
+        yield f"{repository}:staged"
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(f"{repository}:staged")
+        client.close()

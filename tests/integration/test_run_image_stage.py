@@ -9,12 +9,9 @@ on its own with plain ansible-playbook after the tag is removed from the engine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -23,32 +20,10 @@ import yaml
 
 from fleetbench.imagestage import controller_image, export_image
 from tests.conftest import REPO, run_cli
-from tests.integration.conftest import LabFleet
+from tests.integration.conftest import LabFleet, closed_port
 from tests.integration.test_run import MODEL, run_env
 
 pytestmark = pytest.mark.lab
-
-
-def _closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on: the registry no host or controller reaches."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def offline_ref(run_lab: LabFleet) -> Iterator[str]:
-    """The lab image tagged under a registry address that does not answer."""
-    lab_image = yaml.safe_load(run_lab.inventory.read_text())["all"]["vars"]["fleetbench_image"]
-    repository = f"127.0.0.1:{_closed_port()}/offline/rocm/vllm"
-    client = docker.from_env()
-    try:
-        client.images.get(lab_image).tag(repository, "staged")
-        yield f"{repository}:staged"
-    finally:
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.remove(f"{repository}:staged")
-        client.close()
 
 
 def test_every_host_ends_ok_with_the_controllers_image_and_no_registry(
@@ -122,7 +97,7 @@ def test_the_image_role_sends_loads_and_checks_the_controllers_image(
 
 def test_an_image_the_controller_lacks_is_bad_input(run_lab: LabFleet, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    ref = f"127.0.0.1:{_closed_port()}/offline/none:x"
+    ref = f"127.0.0.1:{closed_port()}/offline/none:x"
     done = run_cli("run", "-i", run_lab.inventory, "--model", MODEL, "--gpus", "8",
                    "--image", ref, "--image-from-controller", "--runs-dir", runs,
                    env=run_env(runs))

@@ -24,7 +24,7 @@ HOSTS = ("lab03", "lab04")
 
 def _run(lab: LabFleet, runs: Path) -> dict[str, Any]:
     done = run_cli("run", "-i", lab.inventory, "--model", MODEL, "--gpus", "8",
-                   "--scenario", "latency", "--slots", "2", "--limit", ",".join(HOSTS),
+                   "--scenario", "latency", "--slots", "8", "--limit", ",".join(HOSTS),
                    "--runs-dir", runs, "--json",
                    env={"HF_TOKEN": CANARY, "FLEETBENCH_HISTORY": str(runs / "h.sqlite")})
     assert CANARY not in done.stdout + done.stderr
@@ -49,7 +49,7 @@ def test_each_host_downloads_the_model_once_and_its_slots_run_offline_on_it(
     revision = repo_commit(MODEL, files)
 
     first = _run(run_lab, tmp_path / "runs")
-    # One download per host, not one per slot: 2 slots each, 2 files fetched once.
+    # One download per host, not one per slot: 8 slots each, 2 files fetched once.
     assert _downloads(run_lab) == {h: {"files": 2, "bytes": size} for h in HOSTS}
     for host in HOSTS:
         entry = first["hosts"][host]

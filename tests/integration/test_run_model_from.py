@@ -1,11 +1,11 @@
-"""--model-from on the lab: hosts that cannot reach any hub get the model from a cache on
-the controller, laid out so that their slots' offline client finds it; a second run sends
-nothing."""
+"""An air-gapped fleet on the lab: hosts that reach no hub, no registry and no git server
+run the whole guide with --model-from (the model from a cache on the controller, laid out
+so that their slots' offline client finds it), --image-from-controller and --mad-sync; a
+second run sends no model bytes."""
 
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from huggingface_hub import snapshot_download
 from fleetbench.lab.hub import read_downloads, repo_commit, repo_files
 from fleetbench.modelsync import repo_folder_name
 from tests.conftest import run_cli
-from tests.integration.conftest import LabFleet
+from tests.integration.conftest import LabFleet, closed_port
 
 pytestmark = pytest.mark.lab
 
@@ -26,17 +26,12 @@ MODEL = "meta-llama/Llama-3.2-3B"
 HOSTS = ("lab01", "lab02")
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def _offline_inventory(lab: LabFleet, folder: Path) -> Path:
-    """The lab's inventory with every host's hub at a port nobody listens on."""
+    """The lab's inventory with every host's hub, and the MAD repository, at ports nobody
+    listens on."""
     inventory = yaml.safe_load(lab.inventory.read_text())
-    port = _closed_port()
+    port = closed_port()
+    inventory["all"]["vars"]["fleetbench_mad_repo"] = f"http://127.0.0.1:{port}/ROCm/MAD.git"
     for group in inventory["all"]["children"].values():
         for name, host in group.get("hosts", {}).items():
             host["fleetbench_hf_endpoint"] = f"http://127.0.0.1:{port}/lab/{name}"
@@ -59,8 +54,8 @@ def _run(inventory: Path, runs: Path, hosts: tuple[str, ...], *extra: str) -> di
     return manifest
 
 
-def test_hosts_without_a_hub_get_the_model_from_the_controller_once(
-        run_lab: LabFleet, tmp_path: Path) -> None:
+def test_an_air_gapped_fleet_runs_the_guide_with_everything_from_the_controller(
+        run_lab: LabFleet, offline_ref: str, tmp_path: Path) -> None:
     files = repo_files(MODEL)
     size = sum(len(f.data) for f in files)
     commit = repo_commit(MODEL, files)
@@ -71,12 +66,15 @@ def test_hosts_without_a_hub_get_the_model_from_the_controller_once(
                       endpoint=f"http://127.0.0.1:{port}/lab/controller")
     inventory = _offline_inventory(run_lab, tmp_path)
     runs = tmp_path / "runs"
+    # The image from the controller's engine, MAD from its checkout: nothing else reachable.
+    staged = ("--image", offline_ref, "--image-from-controller",
+              "--mad-sync", str(run_lab.root / "mad"), "--mad-ref", "v-era-d")
 
     # Without --model-from the hosts cannot get the model: the hub is out of reach.
-    cut_off = _run(inventory, runs, ("lab03",))
+    cut_off = _run(inventory, runs, ("lab03",), *staged)
     assert cut_off["hosts"]["lab03"]["status"] == "failed:model", cut_off["hosts"]["lab03"]
 
-    first = _run(inventory, runs, HOSTS, "--model-from", str(controller))
+    first = _run(inventory, runs, HOSTS, "--model-from", str(controller), *staged)
     for host in HOSTS:
         entry = first["hosts"][host]
         assert entry["status"] == "ok", entry
@@ -90,13 +88,19 @@ def test_hosts_without_a_hub_get_the_model_from_the_controller_once(
             f.path: (found / f.path).read_bytes() for f in files}
         assert not list((cache / repo_folder_name(MODEL) / "blobs").glob("*incoming*"))
     assert first["model"] == {"revisions": dict.fromkeys(HOSTS, commit), "drift": False}
+    assert first["image"]["drift"] is False and first["mad"]["drift"] is False
+    # Nothing the model step (or any other) left on the hosts holds the token.
+    for host in HOSTS:
+        for path in (run_lab.root / "hosts" / host / "work").rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert CANARY.encode() not in path.read_bytes(), path
     assert first["plan"]["overrides"]["model_from"] == str(controller)
     # No host asked any hub for the model.
     counts = read_downloads(run_lab.root / "hub")
     assert {h: counts.get(h, {}).get(MODEL) for h in (*HOSTS, "lab03")} == dict.fromkeys(
         (*HOSTS, "lab03"))
 
-    second = _run(inventory, runs, HOSTS, "--model-from", str(controller))
+    second = _run(inventory, runs, HOSTS, "--model-from", str(controller), *staged)
     for host in HOSTS:
         assert second["hosts"][host]["status"] == "ok", second["hosts"][host]
         assert second["hosts"][host]["model"] == {"revision": commit, "downloaded_bytes": 0}

@@ -307,6 +307,12 @@ def up(root: Path, hosts: int = 3, first_address: str = DEFAULT_FIRST_ADDRESS,
     root.chmod(0o755)
     wanted = host_names(hosts, first_address)
     lab = Lab.load(root) if (root / LAB_FILE).exists() else Lab(root=root, port=port)
+    # An address another process holds is told before anything starts (no hub or engine
+    # left behind by a lab that could not come up).
+    for name, address in wanted:
+        if name not in lab.hosts and services.port_open(address, lab.port):
+            raise LabError(f"{address}:{lab.port} is already taken by another process — stop "
+                           "it or choose other addresses with --first-address")
 
     if lab.docker_pid is None or not services.pid_alive(lab.docker_pid):
         lab.docker_pid = services.start_docker_engine(root / "docker")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from fleetbench.reports.build import build_report
-
 from tests.unit.report_fleet.fleet_runs import HostSpec, healthy_fleet, write_run
 
 FINDINGS = {
