@@ -8,6 +8,8 @@ instance gets) and the order slots run in. Pure functions; the role's filter plu
 from __future__ import annotations
 
 import re
+import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,12 @@ from typing import Any
 
 from fleetbench.errors import BadInput
 from fleetbench.secrets import Secret, is_secret_name
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A sortable, unique run id: ``20261127T041500Z-1a2b``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{stamp}-{secrets.token_hex(2)}"
 
 DTYPES = ("float16", "bfloat16", "float8")
 SCENARIOS = ("latency", "throughput", "serving", "all")

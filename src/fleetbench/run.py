@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import secrets
 import shutil
 import signal
 import tarfile
@@ -38,6 +37,7 @@ from fleetbench.plan import (
     assign_slots,
     check_container_env,
     needs_token,
+    new_run_id,
     validate_choices,
 )
 from fleetbench.role_results import role_results
@@ -86,12 +86,6 @@ class HostOutcome:
             "mad_commit": self.mad_commit, "model": self.model,
             "vllm_version": self.vllm_version,
         }
-
-
-def new_run_id(now: float | None = None) -> str:
-    """A sortable, unique run id: ``20261127T041500Z-1a2b``."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}-{secrets.token_hex(2)}"
 
 
 def _utc_now() -> str:

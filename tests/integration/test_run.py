@@ -176,6 +176,22 @@ def test_one_partition_slots_are_plausible_and_a_half_speed_host_stands_out(
     assert len(report["outliers"]) == 2 * 16  # every point of both its slots
     assert all(0.9 < o["worse_by"] < 1.1 for o in report["outliers"])
 
+    # A host planted 50x faster than the lab's numbers is beyond what one CPX partition can
+    # do at all: implausible (a misconfigured host or a broken parser), and the gate fails.
+    run_lab.set("lab04", "factor=50")
+    try:
+        done = run_cli("run", "-i", str(run_lab.inventory), "--model", MODEL, "--gpus", "1",
+                       "--scenario", "latency", "--slots", "1", "--limit", "lab04",
+                       "--runs-dir", str(runs), "--json", env=run_env(runs))
+    finally:
+        run_lab.restore("lab04")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(Path(json.loads(done.stdout)["report"]["json"]).read_text())
+    implausible = report["roofline"]["implausible"]
+    assert implausible and {(i["host"], i["slot"]) for i in implausible} == {("lab04", "slot0")}
+    assert all(i["fraction"] > 1 and i["gpu_model"] == "MI300X" for i in implausible)
+    assert report["gate"]["failed"] is True
+
 
 def test_failing_and_hanging_benchmarks(run_lab: LabFleet, tmp_path: Path) -> None:
     run_lab.set("lab01", "bench=fail")

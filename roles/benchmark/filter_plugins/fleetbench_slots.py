@@ -14,7 +14,8 @@ from ansible.errors import AnsibleFilterError
 def _fleetbench(name: str) -> ModuleType:
     """fleetbench's module ``name``, or the error that says how to get it."""
     try:
-        return importlib.import_module(f"fleetbench.{name}")
+        module: ModuleType = getattr(importlib.import_module("fleetbench.plugin_api"), name)
+        return module
     except ImportError as exc:
         raise AnsibleFilterError(
             "fleetbench is not importable on this controller: install it in the Python "

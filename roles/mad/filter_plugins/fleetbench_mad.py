@@ -13,7 +13,7 @@ def fleetbench_mad_era(found: dict[str, Any], checkout: str, where: str, dtype: 
     result ``found`` (its files in ``scripts/vllm``); ``problem`` is empty when fleetbench
     can run the run's ``dtype`` there."""
     try:
-        from fleetbench import mad_era
+        from fleetbench.plugin_api import mad_era
     except ImportError as exc:
         raise AnsibleFilterError(
             "fleetbench is not importable on this controller: install it in the Python "

@@ -23,8 +23,7 @@ from ansible.plugins.action import ActionBase
 
 # Imported with the plugin (see the preflight role's fleetbench_probe for why).
 try:
-    from fleetbench import remote
-    from fleetbench.modelsync import repo_folder_name
+    from fleetbench.plugin_api import remote, repo_folder_name
 except ImportError as exc:
     FLEETBENCH_MISSING: ImportError | None = exc
 else:

@@ -18,7 +18,7 @@ from ansible.plugins.action import ActionBase
 # own process before it forks a worker per host, so every worker inherits the modules
 # instead of importing them again (bench/RESULTS.md, tuning log).
 try:
-    from fleetbench.partition.apply import (
+    from fleetbench.plugin_api import (
         Command,
         CommandRun,
         Plan,

@@ -22,9 +22,7 @@ from ansible.plugins.action import ActionBase
 # own process before it forks a worker per host, so every worker inherits the modules
 # instead of importing them again (bench/RESULTS.md, tuning log).
 try:
-    from fleetbench import remote
-    from fleetbench.errors import FleetbenchError
-    from fleetbench.partition.apply import judge_host
+    from fleetbench.plugin_api import FleetbenchError, judge_host, remote
 except ImportError as exc:
     FLEETBENCH_MISSING: ImportError | None = exc
 else:

@@ -23,9 +23,7 @@ def fleetbench_run_plan(hosts: list[str], hostvars: Mapping[str, Any],
     plan role's variables).
     """
     try:
-        plan = importlib.import_module("fleetbench.plan")
-        errors = importlib.import_module("fleetbench.errors")
-        runs = importlib.import_module("fleetbench.run")
+        api = importlib.import_module("fleetbench.plugin_api")
     except ImportError as exc:
         raise AnsibleFilterError(
             "fleetbench is not importable on this controller: install it in the Python "
@@ -33,13 +31,13 @@ def fleetbench_run_plan(hosts: list[str], hostvars: Mapping[str, Any],
     host_vars = {host: {name: hostvars[host][name] for name in HOST_SETTINGS
                         if name in hostvars[host]} for host in hosts}
     try:
-        slots_by_host = plan.plan_fleet(
+        slots_by_host = api.plan.plan_fleet(
             str(run.get("model") or ""), run.get("gpus"), str(run.get("dtype")),
             str(run.get("scenario")), host_vars, slots=str(run.get("slots") or "auto"),
             token_file=str(run.get("token_file") or ""))
-    except errors.BadInput as exc:
+    except api.BadInput as exc:
         return {"problem": str(exc)}
-    run_id = str(run.get("run_id") or "") or runs.new_run_id()
+    run_id = str(run.get("run_id") or "") or api.new_run_id()
     # Relative to the folder ansible-playbook was started in, as its other paths are.
     dest = Path(str(run.get("collect_dest") or "") or f"runs/{run_id}/hosts").absolute()
     return {"problem": "", "run_id": run_id, "slots_by_host": slots_by_host,

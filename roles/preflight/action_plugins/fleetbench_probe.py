@@ -19,8 +19,7 @@ from ansible.plugins.action import ActionBase
 # own process before it forks a worker per host, so every worker inherits the modules
 # instead of importing them again (bench/RESULTS.md, tuning log).
 try:
-    from fleetbench import lock, remote
-    from fleetbench.preflight import judge_probe
+    from fleetbench.plugin_api import judge_probe, lock, remote
 except ImportError as exc:
     FLEETBENCH_MISSING: ImportError | None = exc
 else:
