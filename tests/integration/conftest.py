@@ -35,12 +35,18 @@ def _worker_index() -> int:
 SESSION_ROOT: list[Path] = []
 
 
-def of_this_session(mounts: object) -> bool:
-    """Whether a container (by its ``Mounts`` from the Docker API) belongs to this session:
-    its bind mounts are under the session's labs. Other sessions, and the other xdist
-    worker, run lab hosts of the same names on the same engine."""
+def mounted_from(mounts: object, *roots: Path) -> bool:
+    """Whether a container (by its ``Mounts`` from the Docker API) bind-mounts something
+    under one of ``roots``."""
     sources = [str(m.get("Source", "")) for m in mounts or () if isinstance(m, dict)]
-    return any(source.startswith(str(root)) for root in SESSION_ROOT for source in sources)
+    return any(source.startswith(str(root)) for root in roots for source in sources)
+
+
+def of_this_session(mounts: object) -> bool:
+    """Whether a container belongs to this session: its bind mounts are under the session's
+    labs. Other sessions, and the other xdist worker, run lab hosts of the same names on the
+    same engine."""
+    return mounted_from(mounts, *SESSION_ROOT)
 
 
 @pytest.fixture(scope="session", autouse=True)

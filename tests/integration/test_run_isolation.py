@@ -16,7 +16,7 @@ import yaml
 from fleetbench.isolation import render_minors
 from fleetbench.partition.kfd import topology_from_raw
 from tests.conftest import FLEETBENCH
-from tests.integration.conftest import LabFleet
+from tests.integration.conftest import LabFleet, mounted_from
 from tests.integration.test_run import MODEL, manifest, run_env, stop
 
 pytestmark = pytest.mark.lab
@@ -51,8 +51,7 @@ def test_render_nodes_isolation_passes_only_the_slots_nodes(
                     filters={"label": ["fleetbench.host=lab01", "fleetbench.slot"]}):
                 slot = container.labels["fleetbench.slot"]
                 # Other sessions' labs name their hosts lab01 too: this lab's mount its files.
-                mine = any(str(m.get("Source", "")).startswith(str(run_lab.root))
-                           for m in container.attrs.get("Mounts") or ())
+                mine = mounted_from(container.attrs.get("Mounts"), run_lab.root)
                 if slot in seen or not mine:
                     continue
                 env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
